@@ -1,0 +1,50 @@
+# Swagstore: `make dev` runs the store on this laptop, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app swagstore
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: dev test lint format run bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed
+	$(FLASK) init-db
+	$(FLASK) load-catalog instance/catalog.toml
+	@echo
+	@echo "  Kiosk:       http://$(HOST):$(PORT)/"
+	@echo "  Stock (API): http://$(HOST):$(PORT)/api/stock"
+	@echo "  Health:      http://$(HOST):$(PORT)/healthz"
+	@echo
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+run: $(VENV)/.installed
+	$(FLASK) init-db
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+bench: $(VENV)/.installed
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

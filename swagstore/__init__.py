@@ -1,0 +1,127 @@
+"""Swagstore: sell swag at an event booth, with live stock and Stripe payments."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .models import db
+
+DEFAULTS: dict[str, Any] = {
+    "STRIPE_SECRET_KEY": None,
+    "STRIPE_WEBHOOK_SECRET": None,
+    "STRIPE_API_BASE": None,
+    "STORE_ID": "booth",
+    "PURCHASE_MODE": "payment_link",
+    "LINK_CAPTURE": "automatic",
+    "PUBLIC_URL": None,
+    "HOLD_SECONDS": 300,
+    "ADMIN_PASSWORD": None,
+    # Webhook bodies are a few KiB; anything near a megabyte is abuse.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+}
+
+PURCHASE_MODES = ("payment_link", "reserved_checkout", "payment_intent")
+LINK_CAPTURES = ("automatic", "manual")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Create and configure the Swagstore app."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(
+        DEFAULTS,
+        SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "swagstore.sqlite"),
+    )
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("SWAGSTORE")
+    else:
+        app.config.from_mapping(test_config)
+    _check_config(app)
+    # No secret key means the offline sandbox stands in for Stripe.
+    app.config["SANDBOX"] = not app.config["STRIPE_SECRET_KEY"]
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(app)
+
+    db.init_app(app)
+
+    from . import cli
+
+    cli.init_app(app)
+
+    from .views import api
+
+    app.register_blueprint(api.bp)
+    return app
+
+
+def _check_config(app: Flask) -> None:
+    """Refuse to start on a setting that would silently do the wrong thing."""
+    mode = app.config["PURCHASE_MODE"]
+    if mode not in PURCHASE_MODES:
+        raise ValueError(f"PURCHASE_MODE must be one of {', '.join(PURCHASE_MODES)}, not {mode!r}")
+    capture = app.config["LINK_CAPTURE"]
+    if capture not in LINK_CAPTURES:
+        raise ValueError(
+            f"LINK_CAPTURE must be one of {', '.join(LINK_CAPTURES)}, not {capture!r}"
+        )
+    app.config["HOLD_SECONDS"] = int(app.config["HOLD_SECONDS"])
+
+
+def _instance_secret(app: Flask) -> str:
+    """Return this instance's session key, made once and kept out of the repository."""
+    path = os.path.join(app.instance_path, "secret_key")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        # O_EXCL: two workers starting at once must agree on one key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            with open(path) as f:
+                return f.read().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_on_begin) instead of pysqlite's guesswork.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; FULL makes a commit durable before we answer 2xx.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_on_begin(conn: Any) -> None:
+    if conn.dialect.name != "sqlite":
+        return
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    # IMMEDIATE takes the write lock up front, so a transaction that reads and then writes
+    # waits its turn (busy_timeout) instead of failing with SQLITE_BUSY on the upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,293 @@
+"""The catalog: reading and checking the TOML file, and loading it into the database."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from .models import PaymentLink, Product, Sale, Stock, StockEvent, Store, db
+
+# Stripe's presentment currencies, lower-case as Stripe writes them.
+CURRENCIES = frozenset(
+    (
+        "usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob "
+        "brl bsd bwp byn bzd cad cdf chf clp cny cop crc cve czk djf dkk dop dzd egp etb "
+        "eur fjd fkp gbp gel gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr isk jmd jod "
+        "jpy kes kgs khr kmf krw kwd kyd kzt lak lbp lkr lrd lsl mad mdl mga mkd mmk mnt "
+        "mop mur mvr mwk mxn myr mzn nad ngn nio nok npr nzd omr pab pen pgk php pkr pln "
+        "pyg qar ron rsd rub rwf sar sbd scr sek sgd shp sle sos srd std szl thb tjs tnd "
+        "top try ttd twd tzs uah ugx uyu uzs vnd vuv wst xaf xcd xof xpf yer zar zmw "
+    ).split()
+)
+SKU_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+KNOWN_FIELDS = {
+    "sku",
+    "name",
+    "price",
+    "currency",
+    "stock",
+    "description",
+    "image",
+    "attributes",
+    "group",
+}
+
+
+class CatalogError(Exception):
+    """The catalog file is unreadable or an item in it is invalid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Item:
+    """One validated catalog entry."""
+
+    sku: str
+    name: str
+    price: int
+    currency: str
+    stock: int
+    description: str = ""
+    image: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    group: str | None = None
+
+
+def read(path: str) -> list[Item]:
+    """Read and validate a catalog file, reporting every problem at once."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise CatalogError([f"{path}: no such file"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogError([f"{path}: not valid TOML: {e}"]) from None
+    return parse(data)
+
+
+def parse(data: dict[str, Any]) -> list[Item]:
+    """Validate parsed TOML into items, naming the item and field of each problem."""
+    entries = data.get("item")
+    if not isinstance(entries, list) or not entries:
+        raise CatalogError(["the catalog has no [[item]] entries"])
+    problems: list[str] = []
+    items: list[Item] = []
+    seen: set[str] = set()
+    for n, entry in enumerate(entries, start=1):
+        label = f"item {n}"
+        if isinstance(entry.get("sku"), str):
+            label = f"item {n} ({entry['sku']})"
+        if not isinstance(entry, dict):
+            problems.append(f"{label}: must be a table ([[item]])")
+            continue
+        item = _parse_item(entry, label, problems)
+        if item is None:
+            continue
+        if item.sku in seen:
+            problems.append(f"{label}: sku: duplicate SKU {item.sku!r}")
+            continue
+        seen.add(item.sku)
+        items.append(item)
+    if problems:
+        raise CatalogError(problems)
+    return items
+
+
+def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item | None:
+    start = len(problems)
+
+    def bad(name: str, why: str) -> None:
+        problems.append(f"{label}: {name}: {why}")
+
+    for name in sorted(set(entry) - KNOWN_FIELDS):
+        bad(name, "unknown field (expected one of " + ", ".join(sorted(KNOWN_FIELDS)) + ")")
+    sku = entry.get("sku")
+    if not isinstance(sku, str) or not sku:
+        bad("sku", "missing; every item needs a text SKU")
+    elif len(sku) > 64 or not set(sku) <= SKU_CHARS:
+        bad("sku", "use at most 64 letters, digits, '-', '_' or '.'")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        bad("name", "missing; every item needs a name")
+    price = entry.get("price")
+    if price is None:
+        bad("price", "missing; give the price in minor units (cents), e.g. 2500")
+    elif not isinstance(price, int) or isinstance(price, bool) or price < 0:
+        bad("price", f"must be a whole number of minor units (cents) >= 0, not {price!r}")
+    currency = entry.get("currency")
+    if not isinstance(currency, str) or not currency:
+        bad("currency", "missing; give an ISO code such as 'usd' or 'eur'")
+    elif currency.lower() not in CURRENCIES:
+        bad("currency", f"unknown currency {currency!r}")
+    stock = entry.get("stock")
+    if stock is None:
+        bad("stock", "missing; give the number of units brought to the booth")
+    elif not isinstance(stock, int) or isinstance(stock, bool) or stock < 0:
+        bad("stock", f"must be a whole number >= 0, not {stock!r}")
+    description = entry.get("description", "")
+    if not isinstance(description, str):
+        bad("description", "must be text")
+    image = entry.get("image")
+    if image is not None and not isinstance(image, str):
+        bad("image", "must be a path or URL")
+    attributes = entry.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(
+        isinstance(v, str | int | float) for v in attributes.values()
+    ):
+        bad("attributes", 'must be a table of simple values, e.g. { size = "M" }')
+    group = entry.get("group")
+    if group is not None and (not isinstance(group, str) or not group):
+        bad("group", "must be text")
+    if len(problems) > start:
+        return None
+    return Item(
+        sku=sku,
+        name=name.strip(),
+        price=price,
+        currency=currency.lower(),
+        stock=stock,
+        description=description,
+        image=image,
+        attributes={k: str(v) for k, v in attributes.items()},
+        group=group,
+    )
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What load() changed."""
+
+    added: list[str]
+    updated: list[str]
+    restocked: list[str]
+
+
+def load(items: list[Item], store: str, *, reset_stock: bool = False) -> LoadResult:
+    """Upsert products and stock for one store, in the caller's transaction."""
+    from . import inventory
+
+    if db.session.get(Store, store) is None:
+        db.session.add(Store(id=store, name=store))
+    added, updated, restocked = [], [], []
+    for position, item in enumerate(items):
+        product = db.session.get(Product, item.sku)
+        if product is None:
+            product = Product(sku=item.sku)
+            db.session.add(product)
+            added.append(item.sku)
+        else:
+            updated.append(item.sku)
+        product.name = item.name
+        product.price = item.price
+        product.currency = item.currency
+        product.description = item.description
+        product.image = item.image
+        product.attributes = item.attributes
+        product.group = item.group
+        product.position = position
+        db.session.flush()
+        if db.session.get(Stock, (item.sku, store)) is None:
+            db.session.add(Stock(sku=item.sku, store=store, on_hand=0, reserved=0))
+            db.session.flush()
+            if item.stock:
+                inventory.restock(item.sku, store, item.stock, reason="catalog")
+        elif reset_stock:
+            if inventory.adjust(item.sku, store, item.stock, ref="load-catalog --reset-stock"):
+                restocked.append(item.sku)
+            else:
+                raise CatalogError(
+                    [f"{item.sku}: stock: {item.stock} is below the units held for checkouts"]
+                )
+    return LoadResult(added, updated, restocked)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """An item as this store offers it right now."""
+
+    sku: str
+    name: str
+    description: str
+    image: str | None
+    attributes: dict[str, str]
+    group: str | None
+    price: int
+    currency: str
+    on_hand: int
+    reserved: int
+    sold: int
+    payment_link_id: str | None
+    payment_link_url: str | None
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @property
+    def sold_out(self) -> bool:
+        return self.available <= 0
+
+
+def listings(store: str) -> list[Listing]:
+    """List every item stocked at a store, in catalog order, with counts and link."""
+    sold = (
+        select(Sale.sku, func.sum(Sale.quantity).label("sold"))
+        .where(Sale.store == store, Sale.status == "fulfilled")
+        .group_by(Sale.sku)
+        .subquery()
+    )
+    stmt = (
+        select(Product, Stock, func.coalesce(sold.c.sold, 0), PaymentLink.id, PaymentLink.url)
+        .join(Stock, Stock.sku == Product.sku)
+        .outerjoin(sold, sold.c.sku == Product.sku)
+        .outerjoin(
+            PaymentLink,
+            (PaymentLink.sku == Stock.sku)
+            & (PaymentLink.store == Stock.store)
+            & PaymentLink.retired_at.is_(None),
+        )
+        .where(Stock.store == store)
+        .order_by(Product.position, Product.sku)
+    )
+    return [
+        Listing(
+            sku=p.sku,
+            name=p.name,
+            description=p.description,
+            image=p.image,
+            attributes=p.attributes or {},
+            group=p.group,
+            price=p.price,
+            currency=p.currency,
+            on_hand=s.on_hand,
+            reserved=s.reserved,
+            sold=int(n),
+            payment_link_id=link_id,
+            payment_link_url=link_url,
+        )
+        for p, s, n, link_id, link_url in db.session.execute(stmt)
+    ]
+
+
+def last_event_id() -> int:
+    """Return the id of the newest stock_event row (0 when there is none)."""
+    return db.session.scalar(select(func.max(StockEvent.id))) or 0
+
+
+def buy_url(listing: Listing, mode: str, public_url: str) -> str | None:
+    """Return the URL a visitor's phone opens to buy this item in the given mode."""
+    if mode == "payment_link":
+        return listing.payment_link_url
+    path = "buy" if mode == "reserved_checkout" else "pay"
+    return f"{public_url.rstrip('/')}/{path}/{listing.sku}"
+
+
+def public_url(configured: str | None, host_url: str) -> str:
+    """Return the base URL phones reach: PUBLIC_URL, else the URL this request came in on."""
+    return (configured or host_url).rstrip("/")

@@ -1,0 +1,195 @@
+"""The stock rules: every change is one guarded UPDATE plus its stock_event row.
+
+Functions here run inside the caller's transaction and never commit, so a stock change
+lands together with whatever caused it (a sale, a Stripe event id, a queued task) or not
+at all. Each returns the new `Level`, or None when the guard refused the change (not
+enough stock, or no such item at that store).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, insert, update
+
+from . import tasks
+from .models import Stock, StockEvent, db
+
+
+@dataclass(frozen=True)
+class Level:
+    """Stock of one item at one store after a change."""
+
+    sku: str
+    store: str
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+def take(
+    sku: str,
+    store: str,
+    quantity: int = 1,
+    *,
+    reason: str = "take",
+    ref: str | None = None,
+    actor: str | None = None,
+) -> Level | None:
+    """Remove sold units from stock if enough are available."""
+    _check_quantity(quantity)
+    return _change(
+        sku,
+        store,
+        reason,
+        ref,
+        actor,
+        values={"on_hand": Stock.on_hand - quantity},
+        guard=Stock.on_hand - Stock.reserved >= quantity,
+        available_delta=-quantity,
+    )
+
+
+def hold(
+    sku: str, store: str, quantity: int = 1, *, ref: str | None = None, actor: str | None = None
+) -> Level | None:
+    """Set units aside for a checkout in progress if enough are available."""
+    _check_quantity(quantity)
+    return _change(
+        sku,
+        store,
+        "hold",
+        ref,
+        actor,
+        values={"reserved": Stock.reserved + quantity},
+        guard=Stock.on_hand - Stock.reserved >= quantity,
+        available_delta=-quantity,
+    )
+
+
+def settle(
+    sku: str, store: str, quantity: int = 1, *, ref: str | None = None, actor: str | None = None
+) -> Level | None:
+    """Turn held units into sold ones."""
+    _check_quantity(quantity)
+    return _change(
+        sku,
+        store,
+        "settle",
+        ref,
+        actor,
+        values={"on_hand": Stock.on_hand - quantity, "reserved": Stock.reserved - quantity},
+        guard=Stock.reserved >= quantity,
+        available_delta=0,
+    )
+
+
+def release(
+    sku: str, store: str, quantity: int = 1, *, ref: str | None = None, actor: str | None = None
+) -> Level | None:
+    """Return held units to sale."""
+    _check_quantity(quantity)
+    return _change(
+        sku,
+        store,
+        "release",
+        ref,
+        actor,
+        values={"reserved": Stock.reserved - quantity},
+        guard=Stock.reserved >= quantity,
+        available_delta=quantity,
+    )
+
+
+def restock(
+    sku: str,
+    store: str,
+    quantity: int,
+    *,
+    reason: str = "restock",
+    ref: str | None = None,
+    actor: str | None = None,
+) -> Level | None:
+    """Add units to stock (a delivery, or a refunded unit put back on the shelf)."""
+    _check_quantity(quantity)
+    return _change(
+        sku,
+        store,
+        reason,
+        ref,
+        actor,
+        values={"on_hand": Stock.on_hand + quantity},
+        guard=None,
+        available_delta=quantity,
+    )
+
+
+def adjust(
+    sku: str, store: str, counted: int, *, ref: str | None = None, actor: str | None = None
+) -> Level | None:
+    """Set on-hand units to a counted number, never below what is reserved."""
+    if not isinstance(counted, int) or isinstance(counted, bool) or counted < 0:
+        raise ValueError(f"counted stock must be a whole number of at least 0, not {counted!r}")
+    return _change(
+        sku,
+        store,
+        "adjust",
+        ref,
+        actor,
+        values={"on_hand": counted},
+        guard=Stock.reserved <= counted,
+        available_delta=None,
+    )
+
+
+def _check_quantity(quantity: int) -> None:
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+        raise ValueError(f"quantity must be a whole number of at least 1, not {quantity!r}")
+
+
+def _change(
+    sku: str,
+    store: str,
+    reason: str,
+    ref: str | None,
+    actor: str | None,
+    *,
+    values: dict,
+    guard: ColumnElement[bool] | None,
+    available_delta: int | None,
+) -> Level | None:
+    """Run one guarded UPDATE, log it, and queue a link switch if availability crossed 0."""
+    stmt = update(Stock).where(Stock.sku == sku, Stock.store == store)
+    if guard is not None:
+        stmt = stmt.where(guard)
+    stmt = (
+        stmt.values(values)
+        .returning(Stock.on_hand, Stock.reserved)
+        .execution_options(synchronize_session=False)
+    )
+    row = db.session.execute(stmt).one_or_none()
+    if row is None:
+        return None
+    level = Level(sku, store, row.on_hand, row.reserved)
+    db.session.execute(
+        insert(StockEvent).values(
+            sku=sku,
+            store=store,
+            on_hand=level.on_hand,
+            reserved=level.reserved,
+            reason=reason,
+            ref=ref,
+            actor=actor,
+        )
+    )
+    if available_delta is None:
+        crossed = True  # an adjustment may go either way; a spare sync is harmless
+    else:
+        before = level.available - available_delta
+        crossed = (before > 0) != (level.available > 0)
+    if crossed:
+        tasks.enqueue_link_sync(sku, store)
+    return level

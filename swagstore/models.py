@@ -1,0 +1,262 @@
+"""The store's tables, designed once for every mode (SQLAlchemy 2.0 style)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime, stored naive so SQLite and PostgreSQL agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    registry = registry(
+        # Named constraints make migrations and error messages predictable.
+        metadata=MetaData(
+            naming_convention={
+                "ix": "ix_%(column_0_label)s",
+                "uq": "uq_%(table_name)s_%(column_0_name)s",
+                "ck": "ck_%(table_name)s_%(constraint_name)s",
+                "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+                "pk": "pk_%(table_name)s",
+            }
+        ),
+        type_annotation_map={datetime: UTCDateTime(), dict[str, Any]: JSON},
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class Store(db.Model):
+    """A booth: one stock row per product, one set of payment links."""
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Product(db.Model):
+    """A SKU from the catalog; variants of one product share a `group`."""
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    price: Mapped[int]  # minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(Text, default="")
+    image: Mapped[str | None] = mapped_column(String(500))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    group: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(default=0)
+    stripe_product_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        Index("ix_product_group", "group"),
+    )
+
+
+class Stock(db.Model):
+    """Units of one SKU at one store; only inventory.py changes these numbers."""
+
+    sku: Mapped[str] = mapped_column(ForeignKey("product.sku"), primary_key=True)
+    store: Mapped[str] = mapped_column(ForeignKey("store.id"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(default=0)
+    reserved: Mapped[int] = mapped_column(default=0)
+
+    __table_args__ = (
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("reserved <= on_hand", name="reserved_within_on_hand"),
+    )
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class StockEvent(db.Model):
+    """Append-only log of every stock change; feeds the live stream and the audit trail."""
+
+    __tablename__ = "stock_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    store: Mapped[str] = mapped_column(String(64))
+    on_hand: Mapped[int]
+    reserved: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),
+        Index("ix_stock_event_sku_store", "sku", "store"),
+    )
+
+
+class PaymentLink(db.Model):
+    """A Stripe Payment Link for one (sku, store); retired links are kept for reconcile."""
+
+    __tablename__ = "payment_link"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # plink_…
+    sku: Mapped[str] = mapped_column(String(64))
+    store: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(500))
+    price_id: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)  # last state confirmed by Stripe
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),
+        # At most one current link per (sku, store).
+        Index(
+            "uq_payment_link_current",
+            "sku",
+            "store",
+            unique=True,
+            sqlite_where=text("retired_at IS NULL"),
+            postgresql_where=text("retired_at IS NULL"),
+        ),
+    )
+
+
+class StripeEvent(db.Model):
+    """A Stripe event id, inserted with its effects so each event is applied once."""
+
+    __tablename__ = "stripe_event"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # evt_…
+    type: Mapped[str] = mapped_column(String(100))
+    # applied | ignored | unmatched (kept for staff: unknown sku or store)
+    outcome: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Hold(db.Model):
+    """Units set aside for one checkout in progress (modes reserved_checkout, payment_intent)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    store: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(default=1)
+    # active -> settled (paid) | released (Stripe confirmed it can no longer be paid);
+    # expiring = an expire/cancel call is queued, the units are still held.
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    client_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "status IN ('active', 'expiring', 'settled', 'released')", name="status_known"
+        ),
+        Index("ix_hold_status_expires_at", "status", "expires_at"),
+    )
+
+
+class Sale(db.Model):
+    """One sale: a card payment, cash or a giveaway, with what became of it."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    store: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(default=1)
+    amount: Mapped[int] = mapped_column(default=0)  # minor units actually charged
+    currency: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(20))  # card | cash | giveaway
+    # pending (awaiting a delayed payment) | fulfilled | voided | refund_pending | refunded
+    # | failed
+    status: Mapped[str] = mapped_column(String(20))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("hold.id"))
+    captured: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("kind IN ('card', 'cash', 'giveaway')", name="kind_known"),
+        CheckConstraint(
+            "status IN ('pending', 'fulfilled', 'voided', 'refund_pending', 'refunded', 'failed')",
+            name="status_known",
+        ),
+        Index("ix_sale_status", "status"),
+        Index("ix_sale_created_at", "created_at"),
+    )
+
+
+class Task(db.Model):
+    """A Stripe side effect queued in the same transaction as its cause (the outbox)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # capture | cancel | refund | expire_session | sync_link
+    kind: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sale_id: Mapped[int | None] = mapped_column(ForeignKey("sale.id"))
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("hold.id"))
+    # pending | running | done | failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="status_known"),
+        Index("ix_task_status_run_after", "status", "run_after"),
+    )
+
+
+class Setting(db.Model):
+    """Small durable values the app keeps for itself (e.g. the event poller's cursor)."""
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

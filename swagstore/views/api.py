@@ -1,0 +1,54 @@
+"""JSON endpoints: stock for machines, health for monitors."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import catalog
+from ..models import db
+
+bp = Blueprint("api", __name__)
+
+
+@bp.get("/api/stock")
+def stock() -> dict:
+    """Answer every item of this store with its live counts and buy URL."""
+    config = current_app.config
+    store, mode = config["STORE_ID"], config["PURCHASE_MODE"]
+    base = catalog.public_url(config["PUBLIC_URL"], request.host_url)
+    items = [
+        {
+            "sku": item.sku,
+            "name": item.name,
+            "price": item.price,
+            "currency": item.currency,
+            "available": item.available,
+            "on_hand": item.on_hand,
+            "reserved": item.reserved,
+            "sold": item.sold,
+            "sold_out": item.sold_out,
+            "buy_url": catalog.buy_url(item, mode, base),
+            "payment_link_id": item.payment_link_id,
+        }
+        for item in catalog.listings(store)
+    ]
+    return {
+        "store": store,
+        "mode": mode,
+        "sandbox": config["SANDBOX"],
+        "last_event_id": catalog.last_event_id(),
+        "items": items,
+    }
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[dict, int]:
+    """Answer 200 when the database answers, 503 when it does not."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError as e:
+        current_app.logger.error("health check: database unreachable: %s", e)
+        return {"status": "error", "database": "unreachable"}, 503
+    return {"status": "ok", "database": "ok", "sandbox": current_app.config["SANDBOX"]}, 200

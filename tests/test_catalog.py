@@ -1,0 +1,123 @@
+"""The catalog: validation messages, loading, and the load-catalog command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import ROOT, STORE
+from swagstore import catalog
+from swagstore.models import Product, Stock, StockEvent, db
+
+GOOD = """
+[[item]]
+sku = "tee-m"
+name = "Logo T-shirt"
+price = 2500
+currency = "usd"
+stock = 20
+group = "tee"
+attributes = { size = "M" }
+
+[[item]]
+sku = "mug"
+name = "Mug"
+price = 1800
+currency = "EUR"
+stock = 5
+"""
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "catalog.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def snapshot(app) -> tuple:
+    with app.app_context():
+        return (
+            db.session.execute(select(Product.sku, Product.name, Product.price)).all(),
+            db.session.execute(select(Stock.sku, Stock.on_hand, Stock.reserved)).all(),
+            db.session.scalar(select(func.count(StockEvent.id))),
+        )
+
+
+def test_demo_catalog_is_valid_and_realistic():
+    items = catalog.read(str(ROOT / "instance" / "catalog.toml"))
+    assert 8 <= len(items) <= 12
+    tees = [i for i in items if i.group == "tee"]
+    assert sorted(i.attributes["size"] for i in tees) == ["L", "M", "S", "XL"]
+    assert all(i.price > 0 and i.stock > 0 and i.currency == "usd" for i in items)
+
+
+def test_load_catalog_adds_products_and_stock(app, runner, tmp_path):
+    result = runner.invoke(args=["load-catalog", write(tmp_path, GOOD)])
+    assert result.exit_code == 0, result.output
+    assert "2 new" in result.output
+    with app.app_context():
+        assert db.session.get(Stock, ("tee-m", STORE)).on_hand == 20
+        mug = db.session.get(Product, "mug")
+        assert (mug.currency, mug.price) == ("eur", 1800)
+        assert db.session.get(Product, "tee-m").attributes == {"size": "M"}
+
+
+def test_reload_keeps_stock_unless_reset(app, runner, tmp_path):
+    path = write(tmp_path, GOOD)
+    runner.invoke(args=["load-catalog", path])
+    with app.app_context():
+        from swagstore import inventory
+
+        inventory.take("tee-m", STORE, 3)
+        db.session.commit()
+    changed = write(tmp_path, GOOD.replace("price = 2500", "price = 2700"))
+    assert runner.invoke(args=["load-catalog", changed]).exit_code == 0
+    with app.app_context():
+        assert db.session.get(Stock, ("tee-m", STORE)).on_hand == 17
+        assert db.session.get(Product, "tee-m").price == 2700
+    result = runner.invoke(args=["load-catalog", changed, "--reset-stock"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session.get(Stock, ("tee-m", STORE)).on_hand == 20
+
+
+BAD = [
+    (GOOD + GOOD, "item 3 (tee-m): sku: duplicate SKU 'tee-m'"),
+    (GOOD.replace("stock = 5", "stock = -2"), "item 2 (mug): stock: must be a whole number >= 0"),
+    (GOOD.replace("price = 1800\n", ""), "item 2 (mug): price: missing"),
+    (GOOD.replace('"EUR"', '"xyz"'), "item 2 (mug): currency: unknown currency 'xyz'"),
+    (GOOD.replace('sku = "mug"\n', ""), "item 2: sku: missing"),
+    (GOOD.replace("price = 1800", "price = 18.5"), "item 2 (mug): price: must be a whole"),
+    (GOOD.replace('name = "Mug"', 'name = "Mug"\ncolour = "red"'), "colour: unknown field"),
+    ("[[item]\nsku=", "not valid TOML"),
+    ("title = 'nothing'", "the catalog has no [[item]] entries"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_bad_catalog_is_rejected_with_its_message_and_changes_nothing(
+    app, runner, tmp_path, text, message
+):
+    runner.invoke(args=["load-catalog", write(tmp_path, GOOD.replace("tee-m", "old"))])
+    before = snapshot(app)
+    result = runner.invoke(args=["load-catalog", write(tmp_path, text)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "nothing changed" in result.output
+    assert "Traceback" not in result.output
+    assert snapshot(app) == before
+
+
+def test_every_problem_is_reported_at_once():
+    text = GOOD.replace("stock = 5", "stock = -2").replace('"usd"', '"zzz"')
+    with pytest.raises(catalog.CatalogError) as e:
+        catalog.parse(__import__("tomllib").loads(text))
+    assert len(e.value.problems) == 2
+
+
+def test_missing_file_is_a_clear_error(runner, tmp_path):
+    result = runner.invoke(args=["load-catalog", str(tmp_path / "nope.toml")])
+    assert result.exit_code != 0
+    assert "no such file" in result.output

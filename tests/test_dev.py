@@ -1,0 +1,76 @@
+"""`make dev` from a fresh copy of the repository: the README's first command, for real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import requests
+
+from conftest import ROOT, free_port
+
+
+def fresh_clone(dest) -> None:
+    """Copy what a clone would hold: tracked files and new files git does not ignore."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def test_make_dev_from_a_fresh_clone_serves_the_demo_store(tmp_path):
+    clone = tmp_path / "swagstore"
+    clone.mkdir()
+    fresh_clone(clone)
+    assert not (clone / ".venv").exists()
+    assert not (clone / "instance" / "swagstore.sqlite").exists()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWAGSTORE_")}
+    env.pop("VIRTUAL_ENV", None)
+    proc = subprocess.Popen(
+        ["make", "dev", f"PORT={port}"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = []
+    try:
+        deadline = time.monotonic() + 400
+        body = None
+        while time.monotonic() < deadline and body is None:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "make dev exited:\n" + "".join(output)
+            output.append(line)
+            if "Kiosk:" in line:
+                assert f"http://127.0.0.1:{port}/" in line
+                while time.monotonic() < deadline:
+                    try:
+                        body = requests.get(f"http://127.0.0.1:{port}/api/stock", timeout=2).json()
+                        break
+                    except requests.ConnectionError:
+                        time.sleep(0.2)
+        assert body is not None, "".join(output)
+        assert len(body["items"]) == 10
+        assert body["sandbox"] is True
+        assert {"tee-s", "tee-m", "tee-l", "tee-xl", "hoodie", "stickers"} <= {
+            i["sku"] for i in body["items"]
+        }
+        assert (clone / "instance" / "swagstore.sqlite").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc.stdout.close()
