@@ -34,6 +34,7 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict --follow-imports=silent swagstore/payments.py
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

@@ -1,0 +1,240 @@
+"""The one door to Stripe: a thin gateway over `stripe.StripeClient` (`client.v1.*`).
+
+No other module imports `stripe`. Callers get plain Stripe objects back (attribute access,
+not dicts) and two kinds of error: `Transient` (retry later, same idempotency key) and
+`Rejected` (Stripe said no for good; retrying will not help).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+import stripe
+from flask import Flask, current_app
+from stripe.params import (
+    EventListParams,
+    PaymentIntentCancelParams,
+    PaymentIntentCaptureParams,
+    PaymentIntentCreateParams,
+    PaymentIntentRetrieveParams,
+    PaymentLinkCreateParams,
+    PaymentLinkRetrieveParams,
+    PaymentLinkUpdateParams,
+    PriceCreateParams,
+    ProductCreateParams,
+    RefundCreateParams,
+)
+from stripe.params.checkout import (
+    SessionCreateParams,
+    SessionExpireParams,
+    SessionLineItemListParams,
+    SessionListParams,
+    SessionRetrieveParams,
+)
+
+T = TypeVar("T")
+P = TypeVar("P")
+EXTENSION = "swagstore.payments"
+# Stripe's own sandbox keys look like this; the offline sandbox accepts any sk_test_ key.
+SANDBOX_KEY = "sk_test_swagstore_sandbox"
+TIMEOUT_SECONDS = 20
+NETWORK_RETRIES = 2
+
+
+class PaymentsError(Exception):
+    """A Stripe call failed."""
+
+    def __init__(self, message: str, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class Transient(PaymentsError):
+    """Stripe could not be reached or had a passing fault: try again later."""
+
+
+class Rejected(PaymentsError):
+    """Stripe refused the request for good (bad state, expired authorization, bad key)."""
+
+
+class BadSignature(Exception):
+    """A webhook's Stripe-Signature header is missing, forged or stale."""
+
+
+class Gateway:
+    """Stripe calls the store makes, each one line over the SDK."""
+
+    def __init__(self, client: stripe.StripeClient, webhook_secret: str | None) -> None:
+        self.client = client
+        self.webhook_secret = webhook_secret
+
+    # Catalog -----------------------------------------------------------------------------
+
+    def create_product(self, params: ProductCreateParams, key: str) -> stripe.Product:
+        """Create a product."""
+        return _call(self.client.v1.products.create, params, key)
+
+    def create_price(self, params: PriceCreateParams, key: str) -> stripe.Price:
+        """Create a price."""
+        return _call(self.client.v1.prices.create, params, key)
+
+    def create_payment_link(self, params: PaymentLinkCreateParams, key: str) -> stripe.PaymentLink:
+        """Create a payment link."""
+        return _call(self.client.v1.payment_links.create, params, key)
+
+    def set_payment_link_active(self, link_id: str, active: bool, key: str) -> stripe.PaymentLink:
+        """Switch a payment link on or off."""
+        return _call(
+            partial(self.client.v1.payment_links.update, link_id),
+            PaymentLinkUpdateParams(active=active),
+            key,
+        )
+
+    def retrieve_payment_link(self, link_id: str) -> stripe.PaymentLink:
+        """Fetch a payment link."""
+        return _call(
+            partial(self.client.v1.payment_links.retrieve, link_id), PaymentLinkRetrieveParams()
+        )
+
+    # Checkout ----------------------------------------------------------------------------
+
+    def create_checkout_session(
+        self, params: SessionCreateParams, key: str
+    ) -> stripe.checkout.Session:
+        """Create a Checkout Session."""
+        return _call(self.client.v1.checkout.sessions.create, params, key)
+
+    def retrieve_checkout_session(self, session_id: str) -> stripe.checkout.Session:
+        """Fetch a Checkout Session."""
+        return _call(
+            partial(self.client.v1.checkout.sessions.retrieve, session_id),
+            SessionRetrieveParams(),
+        )
+
+    def checkout_session_quantity(self, session_id: str) -> int:
+        """Return the total quantity of a Checkout Session's line items."""
+        items = _call(
+            partial(self.client.v1.checkout.sessions.line_items.list, session_id),
+            SessionLineItemListParams(limit=100),
+        )
+        return sum(item.quantity or 0 for item in items.data)
+
+    def expire_checkout_session(self, session_id: str, key: str) -> stripe.checkout.Session:
+        """Expire an open Checkout Session so it can no longer be paid."""
+        return _call(
+            partial(self.client.v1.checkout.sessions.expire, session_id),
+            SessionExpireParams(),
+            key,
+        )
+
+    def list_checkout_sessions(self, params: SessionListParams) -> list[stripe.checkout.Session]:
+        """List Checkout Sessions, following pages to the end."""
+        page = _call(self.client.v1.checkout.sessions.list, params)
+        return list(page.auto_paging_iter())
+
+    # Payment intents and refunds ---------------------------------------------------------
+
+    def create_payment_intent(
+        self, params: PaymentIntentCreateParams, key: str
+    ) -> stripe.PaymentIntent:
+        """Create a PaymentIntent."""
+        return _call(self.client.v1.payment_intents.create, params, key)
+
+    def retrieve_payment_intent(self, intent_id: str) -> stripe.PaymentIntent:
+        """Fetch a PaymentIntent."""
+        return _call(
+            partial(self.client.v1.payment_intents.retrieve, intent_id),
+            PaymentIntentRetrieveParams(),
+        )
+
+    def capture_payment_intent(self, intent_id: str, key: str) -> stripe.PaymentIntent:
+        """Capture an authorized PaymentIntent."""
+        return _call(
+            partial(self.client.v1.payment_intents.capture, intent_id),
+            PaymentIntentCaptureParams(),
+            key,
+        )
+
+    def cancel_payment_intent(self, intent_id: str, key: str) -> stripe.PaymentIntent:
+        """Cancel a PaymentIntent, voiding its authorization."""
+        return _call(
+            partial(self.client.v1.payment_intents.cancel, intent_id),
+            PaymentIntentCancelParams(),
+            key,
+        )
+
+    def create_refund(self, params: RefundCreateParams, key: str) -> stripe.Refund:
+        """Refund a payment."""
+        return _call(self.client.v1.refunds.create, params, key)
+
+    # Events ------------------------------------------------------------------------------
+
+    def list_events(self, params: EventListParams) -> list[stripe.Event]:
+        """List one page of events, newest first, as Stripe returns them."""
+        return _call(self.client.v1.events.list, params).data
+
+    def construct_event(self, payload: bytes, signature: str | None) -> stripe.Event:
+        """Verify a webhook's signature (300 s tolerance) and parse its event."""
+        if not signature:
+            raise BadSignature("missing Stripe-Signature header")
+        try:
+            return self.client.construct_event(payload, signature, self.webhook_secret, 300)
+        except stripe.SignatureVerificationError as e:
+            raise BadSignature(str(e).split(" Are you passing")[0]) from None
+
+
+def _call(method: Callable[[P, stripe.RequestOptions], T], params: P, key: str | None = None) -> T:
+    """Call one SDK method, turning its errors into Transient or Rejected."""
+    options: stripe.RequestOptions = {"idempotency_key": key} if key else {}
+    try:
+        return method(params, options)
+    except (stripe.APIConnectionError, stripe.RateLimitError) as e:
+        raise Transient(_message(e), e.code, e.http_status) from e
+    except stripe.StripeError as e:
+        status = e.http_status
+        # 409 is an idempotency key still in flight; 5xx is Stripe's own fault.
+        if status is None or status >= 500 or status == 409:
+            raise Transient(_message(e), e.code, status) from e
+        raise Rejected(_message(e), e.code, status) from e
+
+
+def _message(error: stripe.StripeError) -> str:
+    return error.user_message or str(error) or type(error).__name__
+
+
+def make_gateway(
+    secret_key: str,
+    webhook_secret: str | None,
+    api_base: str | None = None,
+    http_client: stripe.HTTPClient | None = None,
+) -> Gateway:
+    """Build a gateway for a key, optionally pointed at another API base URL."""
+    client = stripe.StripeClient(
+        secret_key,
+        base_addresses={"api": api_base} if api_base else {},
+        max_network_retries=NETWORK_RETRIES,
+        http_client=http_client or stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
+    )
+    return Gateway(client, webhook_secret)
+
+
+def init_app(app: Flask) -> None:
+    """Build the app's gateway from its config (lazily, on first use)."""
+    app.extensions[EXTENSION] = None
+
+
+def gateway() -> Gateway:
+    """Return the current app's gateway."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    gw: Gateway | None = app.extensions.get(EXTENSION)
+    if gw is None:
+        gw = make_gateway(
+            app.config["STRIPE_SECRET_KEY"] or SANDBOX_KEY,
+            app.config["STRIPE_WEBHOOK_SECRET"],
+            app.config["STRIPE_API_BASE"],
+        )
+        app.extensions[EXTENSION] = gw
+    return gw
