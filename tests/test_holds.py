@@ -1,0 +1,219 @@
+"""Holds: start, settle, release and expiry, on a real database file, without HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from conftest import STORE, make_product
+from swagstore import holds
+from swagstore.models import Hold, Stock, StockEvent, Task, db, utcnow
+
+
+def level(sku: str = "tee-m") -> tuple[int, int]:
+    stock = db.session.get(Stock, (sku, STORE))
+    db.session.refresh(stock)
+    return stock.on_hand, stock.reserved
+
+
+def hold_row(hold_id: int) -> Hold:
+    hold = db.session.get(Hold, hold_id)
+    db.session.refresh(hold)
+    return hold
+
+
+def test_start_hold_reserves_one_unit_and_logs_it(app):
+    make_product(app, stock=2)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 300, "tok-1")
+        assert held is not None and held.new
+        assert level() == (2, 1)
+        row = hold_row(held.id)
+        assert (row.status, row.quantity, row.client_token) == ("active", 1, "tok-1")
+        assert timedelta(seconds=299) < row.expires_at - row.created_at <= timedelta(seconds=301)
+        last = db.session.execute(select(StockEvent).order_by(StockEvent.id.desc())).scalar()
+        assert (last.reason, last.ref, last.reserved) == ("hold", f"hold-{held.id}", 1)
+
+
+def test_same_token_gets_the_same_hold(app):
+    make_product(app, stock=5)
+    with app.app_context():
+        first = holds.start_hold("tee-m", STORE, 300, "tok-1")
+        again = holds.start_hold("tee-m", STORE, 300, "tok-1")
+        other = holds.start_hold("tee-m", STORE, 300, "tok-2")
+        assert again.id == first.id and not again.new
+        assert other.id != first.id
+        assert level() == (5, 2)
+
+
+def test_visitor_token_is_per_visitor_item_and_store():
+    token = holds.visitor_token("v1", "tee-m", STORE)
+    assert len(token) == 64
+    assert token == holds.visitor_token("v1", "tee-m", STORE)
+    assert len({token, holds.visitor_token("v2", "tee-m", STORE)}) == 2
+    assert len({token, holds.visitor_token("v1", "mug", STORE)}) == 2
+    assert len({token, holds.visitor_token("v1", "tee-m", "other")}) == 2
+
+
+def test_no_unit_no_hold(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        assert holds.start_hold("tee-m", STORE, 300, "a") is not None
+        assert holds.start_hold("tee-m", STORE, 300, "b") is None
+        assert db.session.scalar(select(db.func.count(Hold.id))) == 1
+        assert level() == (1, 1)
+
+
+def test_unknown_item_is_refused(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        with pytest.raises(holds.UnknownItem):
+            holds.start_hold("nope", STORE, 300)
+        with pytest.raises(holds.UnknownItem):
+            holds.start_hold("tee-m", "other-booth", 300)
+
+
+def test_settle_and_release_exactly_one_wins(app):
+    make_product(app, stock=3)
+    with app.app_context():
+        a = holds.start_hold("tee-m", STORE, 300, "a")
+        b = holds.start_hold("tee-m", STORE, 300, "b")
+        settled = holds.settle(a.id, ref="cs_a")
+        assert settled == holds.Ended(a.id, "tee-m", STORE, 1, None, None)
+        assert holds.release(a.id) is None
+        assert holds.settle(a.id) is None
+        assert holds.release(b.id) is not None
+        assert holds.settle(b.id) is None
+        db.session.commit()
+        assert level() == (2, 0)
+        assert (hold_row(a.id).status, hold_row(b.id).status) == ("settled", "released")
+        # An ended hold frees its token, so the visitor's next scan starts afresh.
+        assert hold_row(a.id).client_token is None and hold_row(a.id).ended_at is not None
+        assert holds.start_hold("tee-m", STORE, 300, "a").new
+
+
+def test_attach_only_to_an_open_hold(app):
+    make_product(app, stock=2)
+    with app.app_context():
+        a = holds.start_hold("tee-m", STORE, 300, "a")
+        b = holds.start_hold("tee-m", STORE, 300, "b")
+        assert holds.attach(a.id, session_id="cs_a")
+        holds.release(b.id)
+        db.session.commit()
+        assert not holds.attach(b.id, intent_id="pi_b")
+        assert hold_row(a.id).checkout_session_id == "cs_a"
+        assert hold_row(b.id).payment_intent_id is None
+        assert holds.start_hold("tee-m", STORE, 300, "a").checkout_session_id == "cs_a"
+
+
+def test_expire_due_queues_the_right_call_and_keeps_the_unit(app):
+    make_product(app, stock=4)
+    with app.app_context():
+        session = holds.start_hold("tee-m", STORE, 60, "s")
+        intent = holds.start_hold("tee-m", STORE, 60, "i")
+        bare = holds.start_hold("tee-m", STORE, 60, "b")
+        young = holds.start_hold("tee-m", STORE, 600, "y")
+        holds.attach(session.id, session_id="cs_s")
+        holds.attach(intent.id, intent_id="pi_i")
+        assert holds.expire_due(utcnow()) == 0
+        assert holds.expire_due(utcnow() + timedelta(seconds=61)) == 3
+        assert holds.expire_due(utcnow() + timedelta(seconds=61)) == 0
+        queued = db.session.execute(select(Task.kind, Task.args, Task.hold_id)).all()
+        assert sorted(queued) == [
+            ("cancel", {"payment_intent": "pi_i"}, intent.id),
+            ("expire_session", {"checkout_session": "cs_s"}, session.id),
+        ]
+        statuses = [hold_row(h.id).status for h in (session, intent, bare, young)]
+        assert statuses == ["expiring", "expiring", "released", "active"]
+        # The units of expiring holds stay held until Stripe confirms.
+        assert level() == (4, 3)
+        assert hold_row(session.id).client_token is None
+
+
+def test_payment_on_an_expiring_checkout_hold_still_settles(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 1, "s")
+        holds.attach(held.id, session_id="cs_s")
+        holds.expire_due(utcnow() + timedelta(seconds=2))
+        # Stripe lets only one of expire and pay happen to a session: if pay did, it wins.
+        assert holds.settle(held.id) is not None
+        db.session.commit()
+        assert level() == (0, 0)
+
+
+def test_intent_paid_before_its_cancel_was_tried_withdraws_the_cancel(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 1, "i")
+        holds.attach(held.id, intent_id="pi_i")
+        holds.expire_due(utcnow() + timedelta(seconds=2))
+        assert holds.settle_intent(held.id, ref="pi_i") is not None
+        db.session.commit()
+        task = db.session.scalar(select(Task))
+        assert (task.status, task.last_error) == ("done", "withdrawn: the visitor paid")
+        assert level() == (0, 0)
+        assert hold_row(held.id).status == "settled"
+
+
+def test_intent_paid_after_its_cancel_was_tried_loses(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 1, "i")
+        holds.attach(held.id, intent_id="pi_i")
+        holds.expire_due(utcnow() + timedelta(seconds=2))
+        db.session.execute(db.update(Task).values(status="running", attempts=1))
+        assert holds.settle_intent(held.id) is None
+        db.session.commit()
+        assert hold_row(held.id).status == "expiring"
+        assert level() == (1, 1)
+        # The cancel voids the authorization, then its confirmation releases the unit.
+        assert holds.release(held.id, ref="expired") is not None
+        db.session.commit()
+        assert level() == (1, 0)
+
+
+def test_active_intent_hold_settles_directly(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 300, "i")
+        holds.attach(held.id, intent_id="pi_i")
+        assert holds.settle_intent(held.id) is not None
+        assert holds.settle_intent(held.id) is None
+        db.session.commit()
+        assert level() == (0, 0)
+
+
+def test_sold_out_lists_other_items_in_stock(app):
+    make_product(app, "tee-m", stock=1)
+    make_product(app, "mug", stock=2)
+    make_product(app, "cap", stock=0)
+    with app.app_context():
+        holds.start_hold("tee-m", STORE, 300)
+        result = holds.sold_out("tee-m", STORE)
+        assert result.sku == "tee-m"
+        assert [item.sku for item in result.others] == ["mug"]
+
+
+def test_a_held_unit_is_never_missing_when_a_hold_ends(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 300)
+        # Only a broken invariant (raw SQL bypassing inventory) could get here.
+        db.session.execute(db.text("UPDATE stock SET reserved = 0"))
+        with pytest.raises(RuntimeError, match="reserved unit"):
+            holds.release(held.id)
+        db.session.rollback()
+        assert hold_row(held.id).status == "active"
+
+
+def test_tasks_queued_by_expiry_carry_the_hold(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 0)
+        holds.attach(held.id, session_id="cs_x")
+        holds.expire_due()
+        task = db.session.scalar(select(Task))
+        assert (task.hold_id, task.status, task.kind) == (held.id, "pending", "expire_session")
