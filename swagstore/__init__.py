@@ -16,6 +16,8 @@ from .models import db
 DEFAULTS: dict[str, Any] = {
     "STRIPE_SECRET_KEY": None,
     "STRIPE_WEBHOOK_SECRET": None,
+    # pk_test_… / pk_live_…: Stripe Elements needs it on the payment_intent card page.
+    "STRIPE_PUBLISHABLE_KEY": None,
     "STRIPE_API_BASE": None,
     "STORE_ID": "booth",
     "PURCHASE_MODE": "payment_link",
@@ -63,9 +65,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     cli.init_app(app)
 
-    from .views import api
+    from .views import api, shop
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(shop.bp)
     return app
 
 
@@ -80,6 +83,11 @@ def _check_config(app: Flask) -> None:
             f"LINK_CAPTURE must be one of {', '.join(LINK_CAPTURES)}, not {capture!r}"
         )
     app.config["HOLD_SECONDS"] = int(app.config["HOLD_SECONDS"])
+    live = bool(app.config["STRIPE_SECRET_KEY"])
+    if mode == "payment_intent" and live and not app.config["STRIPE_PUBLISHABLE_KEY"]:
+        raise ValueError(
+            "PURCHASE_MODE payment_intent needs STRIPE_PUBLISHABLE_KEY for its card form"
+        )
 
 
 def _instance_secret(app: Flask) -> str:

@@ -284,7 +284,12 @@ def open_checkout(
         "expires_at": int(held.created_at.timestamp()) + lifetime,
         "success_url": f"{public_url}/buy/{sku}/thanks",
         "cancel_url": f"{public_url}/buy/{sku}/cancelled",
-        "payment_intent_data": {"metadata": metadata, "capture_method": capture},
+        # No hold in the intent's metadata: the session's events settle this hold, and an
+        # intent carrying one would be taken for the payment_intent mode's own.
+        "payment_intent_data": {
+            "metadata": {"sku": held.sku, "store": held.store},
+            "capture_method": capture,
+        },
     }
     try:
         session = gw.create_checkout_session(params, _key(held, "session"))  # type: ignore[arg-type]

@@ -1,0 +1,122 @@
+"""The visitor's side in modes reserved_checkout and payment_intent: hold, then pay.
+
+`GET /buy/<sku>` holds a unit and redirects to its Checkout Session; `GET /pay/<sku>` and
+`POST /api/intents` hold a unit and answer a PaymentIntent for the card form. A visitor is
+known by a random id in the signed session cookie, so a reload finds the same hold.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from .. import catalog, holds
+
+bp = Blueprint("shop", __name__)
+
+
+@bp.get("/buy/<sku>")
+def buy(sku: str) -> Any:
+    """Hold a unit and send the visitor to pay for it on Stripe Checkout."""
+    config = _mode("reserved_checkout")
+    result = holds.open_checkout(
+        sku,
+        config["STORE_ID"],
+        _token(sku),
+        hold_seconds=config["HOLD_SECONDS"],
+        public_url=catalog.public_url(config["PUBLIC_URL"], request.host_url),
+        capture=config["LINK_CAPTURE"],
+    )
+    if isinstance(result, holds.SoldOut):
+        return render_template("shop/sold_out.html", result=result, path="buy"), 409
+    return redirect(result.url, 303)
+
+
+@bp.get("/pay/<sku>")
+def pay(sku: str) -> Any:
+    """Hold a unit and show the card form for its PaymentIntent."""
+    config = _mode("payment_intent")
+    result = holds.open_intent(
+        sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"]
+    )
+    if isinstance(result, holds.SoldOut):
+        return render_template("shop/sold_out.html", result=result, path="pay"), 409
+    return_url = url_for("shop.thanks", sku=sku, _external=True)
+    return render_template("shop/pay.html", intent=result, return_url=return_url)
+
+
+@bp.post("/api/intents")
+def create_intent() -> Any:
+    """Hold a unit and answer a PaymentIntent's client secret as JSON (409 when sold out)."""
+    config = _mode("payment_intent")
+    body = request.get_json(silent=True)
+    sku = body.get("sku") if isinstance(body, dict) else None
+    if not isinstance(sku, str) or not sku:
+        return {"error": "bad_request", "message": 'send JSON {"sku": "..."}'}, 400
+    result = holds.open_intent(
+        sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"]
+    )
+    if isinstance(result, holds.SoldOut):
+        others = [{"sku": item.sku, "name": item.name} for item in result.others]
+        return {"error": "sold_out", "sku": sku, "others": others}, 409
+    return {
+        "hold": result.hold_id,
+        "payment_intent": result.payment_intent_id,
+        "client_secret": result.client_secret,
+        "amount": result.amount,
+        "currency": result.currency,
+    }, 201
+
+
+@bp.get("/buy/<sku>/thanks", endpoint="thanks")
+@bp.get("/pay/<sku>/thanks")
+def thanks(sku: str) -> str:
+    """Thank the visitor after paying."""
+    return render_template("shop/thanks.html", sku=sku)
+
+
+@bp.get("/buy/<sku>/cancelled")
+def cancelled(sku: str) -> str:
+    """Tell a visitor who left the checkout that nothing was charged."""
+    return render_template("shop/cancelled.html", sku=sku)
+
+
+@bp.errorhandler(holds.UnknownItem)
+def unknown_item(error: holds.UnknownItem) -> Any:
+    if request.path.startswith("/api/"):
+        return {"error": "not_found", "message": "no such item here"}, 404
+    return render_template("shop/problem.html", title="No such item", status=404), 404
+
+
+@bp.errorhandler(holds.PaymentUnavailable)
+def payment_unavailable(error: holds.PaymentUnavailable) -> Any:
+    current_app.logger.warning("payment unavailable: %s", error)
+    if request.path.startswith("/api/"):
+        return {"error": "payment_unavailable", "message": "try again in a moment"}, 503
+    return render_template("shop/problem.html", title="Payments are down", status=503), 503
+
+
+def _mode(mode: str) -> Any:
+    """Answer 404 unless the store sells in this purchase mode; return the config."""
+    if current_app.config["PURCHASE_MODE"] != mode:
+        abort(404)
+    return current_app.config
+
+
+def _token(sku: str) -> str:
+    """Return this visitor's hold token for an item, giving a new visitor an id."""
+    visitor = session.get("visitor")
+    if not isinstance(visitor, str):
+        visitor = session["visitor"] = secrets.token_urlsafe(16)
+    return holds.visitor_token(visitor, sku, current_app.config["STORE_ID"])
