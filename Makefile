@@ -21,12 +21,21 @@ install: $(VENV)/.installed
 dev: $(VENV)/.installed
 	$(FLASK) init-db
 	$(FLASK) load-catalog instance/catalog.toml
+	@# The sandbox's staff password: made once, kept in the git-ignored instance folder.
+	@test -s instance/admin_password || (umask 077 && $(BIN)/python -c \
+		"import secrets; print(secrets.token_urlsafe(12))" > instance/admin_password)
 	@echo
+	@if [ -n "$$SWAGSTORE_ADMIN_PASSWORD" ]; then \
+		echo "  Admin:       http://$(HOST):$(PORT)/admin  (your SWAGSTORE_ADMIN_PASSWORD)"; \
+	else \
+		echo "  Admin:       http://$(HOST):$(PORT)/admin  password: $$(cat instance/admin_password)"; \
+	fi
 	@echo "  Kiosk:       http://$(HOST):$(PORT)/"
 	@echo "  Stock (API): http://$(HOST):$(PORT)/api/stock"
 	@echo "  Health:      http://$(HOST):$(PORT)/healthz"
 	@echo
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	SWAGSTORE_ADMIN_PASSWORD="$${SWAGSTORE_ADMIN_PASSWORD:-$$(cat instance/admin_password)}" \
+		$(FLASK) run --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # CSRF is checked by the admin blueprint itself, so webhooks and the sandbox API are
+    # unaffected; a token lives as long as the staff session (a booth page stays open all day).
+    "WTF_CSRF_CHECK_DEFAULT": False,
+    "WTF_CSRF_TIME_LIMIT": None,
 }
 
 PURCHASE_MODES = ("payment_link", "reserved_checkout", "payment_intent")
@@ -65,8 +69,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     cli.init_app(app)
 
-    from .views import api, shop
+    from .views import admin, api, shop
 
+    admin.csrf.init_app(app)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(shop.bp)
     return app

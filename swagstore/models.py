@@ -260,3 +260,13 @@ class Setting(db.Model):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class LoginFailure(db.Model):
+    """A wrong staff password, kept a few minutes so every worker sees the lock-out."""
+
+    __tablename__ = "login_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    remote: Mapped[str | None] = mapped_column(String(64))

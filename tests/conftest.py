@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,7 +115,8 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            # A worker still booting on a busy machine may accept and answer late.
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.1)
         raise RuntimeError("server did not become healthy in 30 s")
@@ -143,3 +145,37 @@ def live_server(app, server_env) -> Iterator[LiveServer]:
     server = LiveServer(server_env).start()
     yield server
     server.stop()
+
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def csrf_from(html: str) -> str:
+    """Return the CSRF token of the first form in an HTML page."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def log_in(client, password: str = ADMIN_PASSWORD, name: str = "") -> str:
+    """Log a Flask test client into /admin; return a CSRF token for its next forms."""
+    token = csrf_from(client.get("/admin/login").text)
+    response = client.post(
+        "/admin/login", data={"csrf_token": token, "password": password, "name": name}
+    )
+    assert response.status_code == 303, response.text
+    return csrf_from(client.get("/admin").text)
+
+
+def log_in_http(base_url: str, password: str = ADMIN_PASSWORD) -> tuple[requests.Session, str]:
+    """Log a new requests.Session into a running server's /admin; return it and a token."""
+    http = requests.Session()
+    token = csrf_from(http.get(base_url + "/admin/login", timeout=30).text)
+    response = http.post(
+        base_url + "/admin/login",
+        data={"csrf_token": token, "password": password},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 303, response.text
+    return http, csrf_from(http.get(base_url + "/admin", timeout=30).text)

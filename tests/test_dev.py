@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from conftest import ROOT, free_port
+from conftest import ROOT, csrf_from, free_port
 
 
 def fresh_clone(dest) -> None:
@@ -55,6 +55,9 @@ def test_make_dev_from_a_fresh_clone_serves_the_demo_store(tmp_path):
             line = proc.stdout.readline()
             assert line or proc.poll() is None, "make dev exited:\n" + "".join(output)
             output.append(line)
+            if "Admin:" in line:
+                assert f"http://127.0.0.1:{port}/admin  password: " in line
+                password = line.split("password: ")[1].strip()
             if "Kiosk:" in line:
                 assert f"http://127.0.0.1:{port}/" in line
                 while time.monotonic() < deadline:
@@ -70,6 +73,14 @@ def test_make_dev_from_a_fresh_clone_serves_the_demo_store(tmp_path):
             i["sku"] for i in body["items"]
         }
         assert (clone / "instance" / "swagstore.sqlite").exists()
+        # The printed password opens the back office.
+        with requests.Session() as http:
+            login = f"http://127.0.0.1:{port}/admin/login"
+            token = csrf_from(http.get(login, timeout=10).text)
+            stock = http.post(login, data={"csrf_token": token, "password": password}, timeout=10)
+            assert stock.url == f"http://127.0.0.1:{port}/admin", stock.text
+            assert "tee-xl" in stock.text and "SANDBOX: no real payments" in stock.text
+        assert (clone / "instance" / "admin_password").read_text().strip() == password
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -1,0 +1,192 @@
+"""The back office for booth staff under /admin: stock, sales, tasks, activity, report."""
+
+from __future__ import annotations
+
+import io
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.wrappers import Response as BaseResponse
+
+from .. import auth, backoffice, charts, sales
+from ..sales import Refused, whole_number
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+csrf = CSRFProtect()
+PUBLIC = {"admin.login"}
+# Where a refused action sends the staff back to, by endpoint (the stock page otherwise).
+BACK = {"admin.refund": "admin.sales_page", "admin.retry": "admin.tasks"}
+
+
+@bp.before_request
+def guard() -> tuple[str, int] | BaseResponse | None:
+    """Keep the back office closed without a password, and to anyone not logged in."""
+    if not current_app.config["ADMIN_PASSWORD"]:
+        return render_template("admin/closed.html"), 403
+    if request.endpoint not in PUBLIC and not session.get("admin"):
+        if request.method in ("GET", "HEAD"):
+            return redirect(url_for("admin.login"))
+        return render_template("admin/login.html", error="Please log in first."), 401
+    csrf.protect()
+    return None
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(error: CSRFError) -> tuple[str, int]:
+    """Refuse a form that did not come from this back office's own page."""
+    return render_template("admin/csrf.html", reason=error.description), 400
+
+
+@bp.errorhandler(Refused)
+def refused(error: Refused) -> BaseResponse:
+    """Show staff why an action was refused, on the page they came from."""
+    flash(str(error), "error")
+    return redirect(url_for(BACK.get(request.endpoint or "", "admin.stock")), 303)
+
+
+@bp.route("/login", methods=("GET", "POST"))
+def login() -> str | tuple[str, int] | BaseResponse:
+    """Log staff in with the shared password."""
+    if request.method == "GET":
+        return render_template("admin/login.html")
+    attempt = auth.login(
+        request.form.get("password", ""),
+        current_app.config["ADMIN_PASSWORD"],
+        remote=request.remote_addr,
+    )
+    if attempt.locked_until is not None:
+        error = f"Too many wrong passwords: try again after {attempt.locked_until:%H:%M:%S} UTC."
+        return render_template("admin/login.html", error=error), 429
+    if not attempt.ok:
+        return render_template("admin/login.html", error="Wrong password."), 401
+    session.clear()
+    session["admin"] = True
+    session["actor"] = auth.actor(request.form.get("name"))
+    return redirect(url_for("admin.stock"), 303)
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    """Log staff out."""
+    session.clear()
+    return redirect(url_for("admin.login"), 303)
+
+
+@bp.get("")
+def stock() -> str:
+    """Show every item with its counts, link state and the stock actions."""
+    return render_template("admin/stock.html", rows=backoffice.stock_rows(_store()))
+
+
+@bp.post("/stock/<sku>/restock")
+def restock(sku: str) -> BaseResponse:
+    """Add delivered units to an item."""
+    quantity = whole_number(request.form.get("quantity"), "Restock", minimum=1)
+    level = backoffice.restock(sku, _store(), quantity, actor=session["actor"])
+    return _done(f"Restocked {quantity} × {sku}: {level.available} available.")
+
+
+@bp.post("/stock/<sku>/count")
+def count(sku: str) -> BaseResponse:
+    """Set an item's stock to a counted number, with a reason."""
+    counted = whole_number(request.form.get("counted"), "Counted stock", minimum=0)
+    reason = request.form.get("reason", "")
+    level = backoffice.count(sku, _store(), counted, reason, actor=session["actor"])
+    return _done(f"Counted {sku}: {level.on_hand} on hand, {level.available} available.")
+
+
+@bp.post("/stock/<sku>/sell")
+def sell(sku: str) -> BaseResponse:
+    """Hand units over for cash or as a giveaway."""
+    quantity = whole_number(request.form.get("quantity"), "Quantity", minimum=1)
+    kind, note = request.form.get("kind", ""), request.form.get("note")
+    sale = sales.sell(sku, _store(), kind, quantity, actor=session["actor"], note=note)
+    return _done(f"Recorded {sale.kind} sale {sale.id}: {quantity} × {sku}.")
+
+
+@bp.get("/sales")
+def sales_page() -> str:
+    """List sales, newest first, optionally with one status."""
+    status = request.args.get("status") if request.args.get("status") in sales.STATUSES else None
+    key = current_app.config["STRIPE_SECRET_KEY"]
+    return render_template(
+        "admin/sales.html",
+        rows=sales.list_sales(_store(), status),
+        status=status,
+        statuses=sales.STATUSES,
+        dashboard=lambda payment_intent: sales.dashboard_url(payment_intent, key),
+    )
+
+
+@bp.post("/sales/<int:sale_id>/refund")
+def refund(sale_id: int) -> BaseResponse:
+    """Queue a refund of a card sale, returning its units to stock if asked."""
+    restock = request.form.get("restock") == "yes"
+    sales.refund(sale_id, restock=restock, actor=session["actor"])
+    flash(f"Refund of sale {sale_id} queued" + (", units back in stock." if restock else "."))
+    return redirect(url_for("admin.sales_page"), 303)
+
+
+@bp.get("/sales.csv")
+def sales_csv() -> Response:
+    """Download every sale as CSV (the same columns as `flask report --csv`)."""
+    out = io.StringIO()
+    sales.write_csv(sales.report_rows(_store()), out)
+    filename = f"sales-{_store()}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
+    )
+
+
+@bp.get("/report")
+def report() -> str:
+    """Show sales per hour and per item as charts, with the day's totals."""
+    totals = sales.totals(_store())
+    per_hour = charts.bars(
+        [(f"{hour:%a %H:00}", n) for hour, n in totals.per_hour], title="Units sold per hour"
+    )
+    per_item = charts.bars(totals.per_item, title="Units sold per item")
+    return render_template(
+        "admin/report.html", totals=totals, per_hour=per_hour, per_item=per_item
+    )
+
+
+@bp.get("/tasks")
+def tasks() -> str:
+    """List Stripe tasks not yet done, with their last error."""
+    return render_template("admin/tasks.html", tasks=backoffice.open_tasks())
+
+
+@bp.post("/tasks/<int:task_id>/retry")
+def retry(task_id: int) -> BaseResponse:
+    """Make a pending or failed task due now."""
+    backoffice.retry(task_id)
+    flash(f"Task {task_id} will run again now.")
+    return redirect(url_for("admin.tasks"), 303)
+
+
+@bp.get("/activity")
+def activity() -> str:
+    """Show the stock-event log as an audit trail."""
+    return render_template("admin/activity.html", events=backoffice.activity(_store()))
+
+
+def _store() -> str:
+    return current_app.config["STORE_ID"]
+
+
+def _done(message: str) -> BaseResponse:
+    flash(message)
+    return redirect(url_for("admin.stock"), 303)

@@ -1,0 +1,138 @@
+"""Stock actions, link state, the audit trail and task retries, without HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from conftest import STORE, make_product
+from swagstore import backoffice, inventory, tasks
+from swagstore.models import PaymentLink, Stock, StockEvent, Task, db, utcnow
+from swagstore.sales import Refused
+
+
+def add_link(sku: str = "tee-m", *, active: bool = True) -> None:
+    db.session.add(
+        PaymentLink(
+            id=f"plink_{sku}",
+            sku=sku,
+            store=STORE,
+            url="https://buy.test/x",
+            price_id="price_1",
+            active=active,
+        )
+    )
+    db.session.commit()
+
+
+def levels() -> list[tuple[int, int]]:
+    return [(s.on_hand, s.reserved) for s in db.session.scalars(select(Stock).order_by(Stock.sku))]
+
+
+def test_restock_adds_units_and_logs_who(app):
+    make_product(app, "tee-m", stock=0)
+    with app.app_context():
+        level = backoffice.restock("tee-m", STORE, 5, actor="staff:ada")
+        assert (level.on_hand, level.available) == (5, 5)
+        event = db.session.scalars(select(StockEvent).order_by(StockEvent.id.desc())).first()
+        assert (event.reason, event.actor, event.on_hand) == ("restock", "staff:ada", 5)
+
+
+def test_restock_after_sold_out_queues_the_link_switch(app):
+    make_product(app, "tee-m", stock=0)
+    with app.app_context():
+        add_link(active=False)
+        backoffice.restock("tee-m", STORE, 1, actor="staff")
+        task = db.session.scalars(select(Task)).one()
+        assert (task.kind, task.args) == ("sync_link", {"sku": "tee-m", "store": STORE})
+
+
+def test_restock_of_an_unknown_item_is_refused(app):
+    with app.app_context():
+        with pytest.raises(Refused, match="no item 'ghost'"):
+            backoffice.restock("ghost", STORE, 1, actor="staff")
+        assert db.session.scalars(select(StockEvent)).all() == []
+
+
+def test_count_sets_on_hand_with_the_reason(app):
+    make_product(app, "tee-m", stock=10)
+    with app.app_context():
+        level = backoffice.count("tee-m", STORE, 7, "  stock-take:   3 damaged ", actor="staff")
+        assert (level.on_hand, level.reserved) == (7, 0)
+        event = db.session.scalars(select(StockEvent).order_by(StockEvent.id.desc())).first()
+        assert (event.reason, event.ref, event.actor) == (
+            "adjust",
+            "stock-take: 3 damaged",
+            "staff",
+        )
+
+
+def test_count_below_what_is_held_is_refused_and_changes_nothing(app):
+    make_product(app, "tee-m", stock=10)
+    with app.app_context():
+        inventory.hold("tee-m", STORE, 3)
+        db.session.commit()
+        with pytest.raises(Refused, match="cannot be 2: 3 units are held"):
+            backoffice.count("tee-m", STORE, 2, "stock-take", actor="staff")
+        with pytest.raises(Refused, match="say why"):
+            backoffice.count("tee-m", STORE, 5, "   ", actor="staff")
+        with pytest.raises(Refused, match="no item 'ghost'"):
+            backoffice.count("ghost", STORE, 5, "stock-take", actor="staff")
+        assert levels() == [(10, 3)]
+        assert len(db.session.scalars(select(StockEvent)).all()) == 2
+        assert backoffice.count("tee-m", STORE, 3, "stock-take", actor="staff").available == 0
+
+
+def test_stock_rows_show_the_link_state(app):
+    for sku in ("a", "b", "c", "d"):
+        make_product(app, sku, stock=1)
+    make_product(app, "e", stock=0)
+    with app.app_context():
+        add_link("a")
+        add_link("b")
+        add_link("c", active=False)
+        add_link("e", active=False)
+        inventory.take("b", STORE)  # sold out, link not yet switched off
+        db.session.commit()
+        states = {row.item.sku: row.link_state for row in backoffice.stock_rows(STORE)}
+    assert states == {
+        "a": "on",
+        "b": "switching off",
+        "c": "switching on",
+        "d": "no link",
+        "e": "off",
+    }
+
+
+def test_activity_lists_this_store_newest_first(app):
+    make_product(app, "tee-m", stock=2)
+    make_product(app, "mug", stock=1, store="other")
+    with app.app_context():
+        backoffice.restock("tee-m", STORE, 1, actor="staff")
+        events = backoffice.activity(STORE)
+    assert [(e.reason, e.on_hand) for e in events] == [("restock", 3), ("catalog", 2)]
+
+
+def test_retry_makes_a_failed_task_due_now(app):
+    with app.app_context():
+        task = tasks.enqueue(
+            "refund", {"payment_intent": "pi_1"}, run_after=utcnow() + timedelta(hours=1)
+        )
+        task.status, task.attempts, task.last_error = "failed", 8, "card_declined"
+        done = tasks.enqueue("sync_link", {"sku": "x", "store": STORE})
+        done.status = "done"
+        db.session.commit()
+        assert [t.id for t in backoffice.open_tasks()] == [task.id]
+        retried = backoffice.retry(task.id)
+        assert (retried.status, retried.attempts, retried.last_error) == (
+            "pending",
+            0,
+            "card_declined",
+        )
+        assert retried.run_after <= utcnow()
+        with pytest.raises(Refused, match="is done"):
+            backoffice.retry(done.id)
+        with pytest.raises(Refused, match="no task 999"):
+            backoffice.retry(999)
