@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from . import inventory, tasks
 from .models import Product, Sale, Stock, db
@@ -131,6 +131,20 @@ def refund(sale_id: int, *, restock: bool, actor: str) -> Sale:
         )
     db.session.commit()
     return db.session.get_one(Sale, sale_id)
+
+
+def uncaptured(store: str) -> int:
+    """Count card sales handed over but not yet captured (manual capture lapses in ~7 days)."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Sale)
+        .where(
+            Sale.store == store,
+            Sale.kind == "card",
+            Sale.status == "fulfilled",
+            Sale.captured.is_(False),
+        )
+    )
 
 
 def dashboard_url(payment_intent: str | None, secret_key: str | None) -> str | None:

@@ -402,3 +402,23 @@ def test_activity_is_the_audit_trail(app, client):
             None,
             "staff:Bo",
         ]
+
+
+def test_manual_capture_warns_about_sales_not_yet_captured(app_config):
+    from swagstore import create_app
+    from swagstore.cli import init_db
+
+    manual = create_app({**app_config, "LINK_CAPTURE": "manual"})
+    with manual.app_context():
+        init_db()
+    make_product(manual, "tee-m", stock=5)
+    card_sale(manual, pi="pi_a")
+    captured = card_sale(manual, pi="pi_b")
+    with manual.app_context():
+        db.session.get(Sale, captured).captured = True
+        db.session.commit()
+    client = manual.test_client()
+    log_in(client)
+    page = client.get("/admin").text
+    assert "1 card sale handed over but not yet\n  captured" in page
+    assert "(not captured yet)" in client.get("/admin/sales").text

@@ -230,3 +230,14 @@ def test_dashboard_links_follow_the_key_mode():
         == "https://dashboard.stripe.com/test/payments/pi_1"
     )
     assert sales.dashboard_url("pi_1", "rk_live_x") == "https://dashboard.stripe.com/payments/pi_1"
+
+
+def test_uncaptured_counts_fulfilled_card_sales_awaiting_capture(app):
+    make_product(app, "tee-m", stock=5)
+    make_sale(app, payment_intent_id="pi_1")
+    make_sale(app, payment_intent_id="pi_2", captured=True)
+    make_sale(app, payment_intent_id="pi_3", status="voided")
+    with app.app_context():
+        sales.sell("tee-m", STORE, "cash", 1, actor="staff")
+        assert sales.uncaptured(STORE) == 1
+        assert sales.uncaptured("elsewhere") == 0

@@ -85,7 +85,12 @@ def logout() -> BaseResponse:
 @bp.get("")
 def stock() -> str:
     """Show every item with its counts, link state and the stock actions."""
-    return render_template("admin/stock.html", rows=backoffice.stock_rows(_store()))
+    manual = current_app.config["LINK_CAPTURE"] == "manual"
+    return render_template(
+        "admin/stock.html",
+        rows=backoffice.stock_rows(_store()),
+        uncaptured=sales.uncaptured(_store()) if manual else 0,
+    )
 
 
 @bp.post("/stock/<sku>/restock")
