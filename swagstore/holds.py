@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import catalog, inventory, payments, tasks
@@ -147,24 +147,40 @@ def attach(hold_id: int, *, session_id: str | None = None, intent_id: str | None
     return done == 1
 
 
-def settle(hold_id: int, *, ref: str | None = None) -> Ended | None:
-    """Turn a held unit into a sold one unless the hold already ended (caller's transaction)."""
-    return _end(hold_id, "settled", inventory.settle, ref)
+def settle(
+    hold_id: int,
+    *,
+    ref: str | None = None,
+    session_id: str | None = None,
+    intent_id: str | None = None,
+) -> Ended | None:
+    """Turn a held unit into a sold one unless the hold already ended (caller's transaction).
+
+    Given the paying session or intent, a hold attached to another one is left alone.
+    """
+    return _end(hold_id, "settled", inventory.settle, ref, _paid_by(session_id, intent_id))
 
 
-def release(hold_id: int, *, ref: str | None = None) -> Ended | None:
+def release(
+    hold_id: int,
+    *,
+    ref: str | None = None,
+    session_id: str | None = None,
+    intent_id: str | None = None,
+) -> Ended | None:
     """Return a held unit to sale unless the hold already ended (caller's transaction)."""
-    return _end(hold_id, "released", inventory.release, ref)
+    return _end(hold_id, "released", inventory.release, ref, _paid_by(session_id, intent_id))
 
 
-def settle_intent(hold_id: int, *, ref: str | None = None) -> Ended | None:
+def settle_intent(hold_id: int, intent_id: str, *, ref: str | None = None) -> Ended | None:
     """Settle a PaymentIntent's hold unless a cancel of that intent may already be under way.
 
     Stripe lets a cancel void an authorized intent, so once the hold's cancel task has been
     picked up the payment has lost: the cancel voids it and then releases the unit. A cancel
     task nobody has tried yet is withdrawn instead, and the payment wins.
     """
-    ended = _end(hold_id, "settled", inventory.settle, ref, statuses=("active",))
+    paid_by = _paid_by(None, intent_id)
+    ended = _end(hold_id, "settled", inventory.settle, ref, paid_by, statuses=("active",))
     if ended is not None:
         return ended
     withdrawn = db.session.execute(
@@ -174,13 +190,14 @@ def settle_intent(hold_id: int, *, ref: str | None = None) -> Ended | None:
             Task.kind == "cancel",
             Task.status == "pending",
             Task.attempts == 0,
+            Task.args["payment_intent"].as_string() == intent_id,
         )
         .values(status="done", finished_at=utcnow(), last_error="withdrawn: the visitor paid")
         .execution_options(synchronize_session=False)
     ).rowcount
     if not withdrawn:
         return None
-    return _end(hold_id, "settled", inventory.settle, ref, statuses=("expiring",))
+    return _end(hold_id, "settled", inventory.settle, ref, paid_by, statuses=("expiring",))
 
 
 def status(hold_id: int) -> str | None:
@@ -247,7 +264,7 @@ def end_on_stripe(hold_id: int, key: str) -> str:
             state = gw.retrieve_payment_intent(intent_id).status
             if state != "canceled":
                 return _lost_race(state, f"payment intent {intent_id}")
-    release(hold_id, ref="expired")
+    release(hold_id, ref="expired", session_id=session_id, intent_id=intent_id)
     db.session.commit()
     return "released"
 
@@ -367,16 +384,29 @@ def _snapshot(hold: Hold, *, new: bool) -> Held:
     )
 
 
+def _paid_by(session_id: str | None, intent_id: str | None) -> list[ColumnElement[bool]]:
+    """Match a hold not attached to another session or intent than the one given."""
+    clauses = []
+    if session_id is not None:
+        column = Hold.checkout_session_id
+        clauses.append(or_(column.is_(None), column == session_id))
+    if intent_id is not None:
+        column = Hold.payment_intent_id
+        clauses.append(or_(column.is_(None), column == intent_id))
+    return clauses
+
+
 def _end(
     hold_id: int,
     status: str,
     move: Any,
     ref: str | None,
+    paid_by: list[ColumnElement[bool]],
     statuses: tuple[str, ...] = OPEN,
 ) -> Ended | None:
     row = db.session.execute(
         update(Hold)
-        .where(Hold.id == hold_id, Hold.status.in_(statuses))
+        .where(Hold.id == hold_id, Hold.status.in_(statuses), *paid_by)
         .values(status=status, ended_at=utcnow(), client_token=None)
         .returning(
             Hold.sku,

@@ -150,7 +150,7 @@ def test_intent_paid_before_its_cancel_was_tried_withdraws_the_cancel(app):
         held = holds.start_hold("tee-m", STORE, 1, "i")
         holds.attach(held.id, intent_id="pi_i")
         holds.expire_due(utcnow() + timedelta(seconds=2))
-        assert holds.settle_intent(held.id, ref="pi_i") is not None
+        assert holds.settle_intent(held.id, "pi_i", ref="pi_i") is not None
         db.session.commit()
         task = db.session.scalar(select(Task))
         assert (task.status, task.last_error) == ("done", "withdrawn: the visitor paid")
@@ -165,7 +165,7 @@ def test_intent_paid_after_its_cancel_was_tried_loses(app):
         holds.attach(held.id, intent_id="pi_i")
         holds.expire_due(utcnow() + timedelta(seconds=2))
         db.session.execute(db.update(Task).values(status="running", attempts=1))
-        assert holds.settle_intent(held.id) is None
+        assert holds.settle_intent(held.id, "pi_i") is None
         db.session.commit()
         assert hold_row(held.id).status == "expiring"
         assert level() == (1, 1)
@@ -180,8 +180,8 @@ def test_active_intent_hold_settles_directly(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 300, "i")
         holds.attach(held.id, intent_id="pi_i")
-        assert holds.settle_intent(held.id) is not None
-        assert holds.settle_intent(held.id) is None
+        assert holds.settle_intent(held.id, "pi_i") is not None
+        assert holds.settle_intent(held.id, "pi_i") is None
         db.session.commit()
         assert level() == (0, 0)
 
@@ -217,3 +217,31 @@ def test_tasks_queued_by_expiry_carry_the_hold(app):
         holds.expire_due()
         task = db.session.scalar(select(Task))
         assert (task.hold_id, task.status, task.kind) == (held.id, "pending", "expire_session")
+
+
+def test_a_hold_is_ended_only_by_its_own_session_or_intent(app):
+    make_product(app, stock=2)
+    with app.app_context():
+        s = holds.start_hold("tee-m", STORE, 300, "s")
+        i = holds.start_hold("tee-m", STORE, 300, "i")
+        holds.attach(s.id, session_id="cs_s")
+        holds.attach(i.id, intent_id="pi_i")
+        assert holds.settle(s.id, session_id="cs_other") is None
+        assert holds.release(s.id, session_id="cs_other") is None
+        assert holds.settle_intent(i.id, "pi_other") is None
+        assert holds.release(i.id, intent_id="pi_other") is None
+        assert level() == (2, 2)
+        assert holds.settle(s.id, session_id="cs_s") is not None
+        assert holds.release(i.id, intent_id="pi_i") is not None
+        db.session.commit()
+        assert level() == (1, 0)
+
+
+def test_a_cancel_for_another_intent_is_not_withdrawn(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 1, "i")
+        holds.attach(held.id, intent_id="pi_i")
+        holds.expire_due(utcnow() + timedelta(seconds=2))
+        assert holds.settle_intent(held.id, "pi_other") is None
+        assert db.session.scalar(select(Task.status)) == "pending"
