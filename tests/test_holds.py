@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -245,3 +246,39 @@ def test_a_cancel_for_another_intent_is_not_withdrawn(app):
         holds.expire_due(utcnow() + timedelta(seconds=2))
         assert holds.settle_intent(held.id, "pi_other") is None
         assert db.session.scalar(select(Task.status)) == "pending"
+
+
+def test_settle_and_release_race_from_threads_one_wins_per_hold(app):
+    make_product(app, stock=40)
+    with app.app_context():
+        ids = [holds.start_hold("tee-m", STORE, 300, f"v{n}").id for n in range(40)]
+    start = threading.Barrier(2)
+    wins: dict[str, list[int]] = {"settled": [], "released": []}
+
+    def end_all(outcome: str, order: list[int]) -> None:
+        end = holds.settle if outcome == "settled" else holds.release
+        with app.app_context():
+            start.wait()
+            for hold_id in order:
+                if end(hold_id) is not None:
+                    wins[outcome].append(hold_id)
+                db.session.commit()
+
+    threads = [
+        threading.Thread(target=end_all, args=("settled", ids)),
+        threading.Thread(target=end_all, args=("released", ids[::-1])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    settled, released = wins["settled"], wins["released"]
+    assert sorted(settled + released) == ids
+    with app.app_context():
+        assert level() == (40 - len(settled), 0)
+        statuses = dict(db.session.execute(select(Hold.id, Hold.status)).all())
+        assert {i for i, s in statuses.items() if s == "settled"} == set(settled)
+        reasons = db.session.scalars(
+            select(StockEvent.reason).where(StockEvent.reason.in_(["settle", "release"]))
+        ).all()
+        assert len(reasons) == 40
