@@ -1,12 +1,22 @@
 """Gunicorn settings for the booth laptop (`make run`)."""
 
 import os
+import signal
 
 bind = os.environ.get("SWAGSTORE_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("SWAGSTORE_WORKERS", "2"))
-# Threads, not processes alone: kiosk streams are long-lived and must not pin a worker each.
+# gthread: every open kiosk stream holds one thread, idle on a Condition between events,
+# so a worker serves `threads` requests at once. Each worker admits threads - 8 streams
+# (STREAM_MAX_CLIENTS, set below) and keeps 8 threads for webhooks, buys and staff pages;
+# a stream beyond that is told to retry later. The defaults take 2 x 56 = 112 screens;
+# for more, raise SWAGSTORE_THREADS (an idle thread costs little memory). Not gevent:
+# SQLite calls block in C, so one waiting on the write lock would stall every greenlet.
 worker_class = "gthread"
-threads = int(os.environ.get("SWAGSTORE_THREADS", "32"))
+# Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections
+# over the workers; with one shared socket the first worker to wake takes nearly every
+# long-lived stream until it is full.
+reuse_port = True
+threads = int(os.environ.get("SWAGSTORE_THREADS", "64"))
 # Streams send a ping every 15 s, so a quiet client is never mistaken for a hung worker.
 timeout = 60
 graceful_timeout = 10
@@ -14,3 +24,25 @@ keepalive = 5
 accesslog = "-"
 # No query strings or headers in the log: they may carry session ids.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+
+STREAM_SPARE_THREADS = 8
+
+
+def on_starting(server):
+    """Size each worker's stream limit from its threads (after any --threads override)."""
+    spare = max(1, server.cfg.threads - STREAM_SPARE_THREADS)
+    os.environ.setdefault("SWAGSTORE_STREAM_MAX_CLIENTS", str(spare))
+
+
+def post_worker_init(worker):
+    """End open streams when the worker is told to stop, instead of after graceful_timeout."""
+    from swagstore import stream
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum, frame):
+        stream.close_all()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)

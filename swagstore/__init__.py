@@ -65,16 +65,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
 
-    from . import cli
+    from . import cli, stream
+
+    stream.init_app(app)
 
     cli.init_app(app)
 
-    from .views import admin, api, shop
+    from .views import admin, api, kiosk, shop
 
     admin.csrf.init_app(app)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(shop.bp)
+    app.register_blueprint(kiosk.bp)
     return app
 
 

@@ -1,0 +1,274 @@
+"""The stock-event log as server-sent events.
+
+One reader thread per process follows `stock_event` on a short tick and fans new rows out
+to that process's open clients through a shared ring buffer and a Condition, so a thousand
+clients cost one query per tick, not a thousand. Every worker reads the shared log, not
+process memory, so a sale made through one worker reaches the clients of all of them. A
+client that resumes with Last-Event-ID, or falls behind the buffer, reads its gap from the
+database first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .models import Stock, StockEvent, db
+
+log = logging.getLogger(__name__)
+
+# Headers that keep proxies (nginx, caches) from buffering or storing the stream.
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# How long a browser waits before reconnecting after the stream drops (EventSource `retry`).
+RETRY_MS = 1000
+# A process with no room left sends its clients away for longer.
+BUSY_RETRY_MS = 10_000
+# Rows read per query; a reader that is behind catches up in several ticks.
+BATCH = 500
+
+_brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One item's stock level after a logged change, as the stream sends it."""
+
+    id: int
+    sku: str
+    store: str
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    def encode(self) -> str:
+        """Return this change as one SSE message."""
+        data = {
+            "sku": self.sku,
+            "store": self.store,
+            "available": self.available,
+            "on_hand": self.on_hand,
+            "reserved": self.reserved,
+            "sold_out": self.available <= 0,
+        }
+        return f"id: {self.id}\nevent: stock\ndata: {json.dumps(data)}\n\n"
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """Return the event id a reconnecting client last saw, or None for a fresh client."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+class Broker:
+    """Follow one store's stock_event rows with one thread and hand them to every client."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: str,
+        *,
+        tick: float = 0.1,
+        ping: float = 15.0,
+        max_clients: int = 100,
+        buffer: int = 1024,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.tick = tick
+        self.ping = ping
+        self.max_clients = max_clients
+        self._cond = threading.Condition()
+        self._buffer: deque[Change] = deque(maxlen=buffer)
+        self._floor = 0  # the buffer holds every row of this store after this id
+        self._head = 0  # the newest row the reader has seen
+        self._clients = 0
+        self._reader: threading.Thread | None = None
+        self._closed = False
+        _brokers.add(self)
+
+    @property
+    def clients(self) -> int:
+        """Return the number of clients streaming from this process."""
+        with self._cond:
+            return self._clients
+
+    def follow(self, last_id: int | None) -> Iterator[str]:
+        """Yield SSE text for one client: its catch-up, then live changes and pings."""
+        with self._cond:
+            admitted = not self._closed and self._clients < self.max_clients
+            if admitted:
+                self._clients += 1
+                if self._reader is None:
+                    self._reader = threading.Thread(
+                        target=self._read, name=f"stream-reader-{self.store}", daemon=True
+                    )
+                    self._reader.start()
+        if not admitted:
+            yield f"retry: {BUSY_RETRY_MS}\n: busy\n\n"
+            return
+        try:
+            yield f"retry: {RETRY_MS}\n\n"
+            changes, last = self.catch_up(last_id)
+            if changes:
+                yield "".join(c.encode() for c in changes)
+            while True:
+                changes, last, closed = self._wait(last)
+                if closed:
+                    return
+                yield "".join(c.encode() for c in changes) if changes else ": ping\n\n"
+        finally:
+            with self._cond:
+                self._clients -= 1
+
+    def catch_up(self, last_id: int | None) -> tuple[list[Change], int]:
+        """Return what a client starting after `last_id` must see first, and its new last id.
+
+        A fresh client (None), or one whose id is beyond the log (the database was reset),
+        gets a snapshot: every item's current level, each with the newest event id.
+        """
+        with self._connect() as conn:
+            if last_id is not None and last_id <= self._max_id(conn):
+                changes = self._since(conn, last_id)
+                return changes, changes[-1].id if changes else last_id
+            return self._snapshot(conn)
+
+    def close(self) -> None:
+        """End every stream of this process and refuse new ones (worker shutdown)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _wait(self, last: int) -> tuple[list[Change], int, bool]:
+        """Wait up to one ping interval for rows after `last`."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or self._head > last, timeout=self.ping)
+            if self._closed:
+                return [], last, True
+            if self._head <= last:
+                return [], last, False
+            if last >= self._floor:
+                changes = [c for c in self._buffer if c.id > last]
+                return changes, self._head, False
+        # Fell behind the ring buffer (or the reader restarted): read the gap instead.
+        with self._connect() as conn:
+            changes = self._since(conn, last)
+        return changes, changes[-1].id if changes else last, False
+
+    def _read(self) -> None:
+        """Poll the log while this process has clients, then stop."""
+        conn: Connection | None = None
+        try:
+            while True:
+                with self._cond:
+                    if self._closed or self._clients == 0:
+                        self._reader = None
+                        return
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                        with self._cond:
+                            self._buffer.clear()
+                            self._head = self._floor = self._max_id(conn)
+                            self._cond.notify_all()
+                    rows = self._since(conn, self._head, limit=BATCH)
+                except SQLAlchemyError:
+                    log.exception("stream: reading stock_event failed; retrying")
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    rows = []
+                if rows:
+                    with self._cond:
+                        for change in rows:
+                            if len(self._buffer) == self._buffer.maxlen:
+                                self._floor = self._buffer[0].id
+                            self._buffer.append(change)
+                        self._head = rows[-1].id
+                        self._cond.notify_all()
+                if len(rows) < BATCH:
+                    time.sleep(self.tick if conn is not None else 1.0)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _connect(self) -> Connection:
+        # AUTOCOMMIT skips the app's BEGIN IMMEDIATE, so polling never takes the write lock.
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _max_id(self, conn: Connection) -> int:
+        return (
+            conn.scalar(select(func.max(StockEvent.id)).where(StockEvent.store == self.store)) or 0
+        )
+
+    def _since(self, conn: Connection, last: int, limit: int | None = None) -> list[Change]:
+        stmt = (
+            select(
+                StockEvent.id,
+                StockEvent.sku,
+                StockEvent.store,
+                StockEvent.on_hand,
+                StockEvent.reserved,
+            )
+            .where(StockEvent.store == self.store, StockEvent.id > last)
+            .order_by(StockEvent.id)
+            .limit(limit)
+        )
+        return [Change(*row) for row in conn.execute(stmt)]
+
+    def _snapshot(self, conn: Connection) -> tuple[list[Change], int]:
+        # One statement reads the levels and the newest id from one consistent view.
+        newest = (
+            select(func.coalesce(func.max(StockEvent.id), 0))
+            .where(StockEvent.store == self.store)
+            .scalar_subquery()
+        )
+        rows = conn.execute(
+            select(newest, Stock.sku, Stock.store, Stock.on_hand, Stock.reserved)
+            .where(Stock.store == self.store)
+            .order_by(Stock.sku)
+        ).all()
+        if not rows:
+            return [], self._max_id(conn)
+        return [Change(*row) for row in rows], rows[0][0]
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its stream broker, reading the app's database for its store."""
+    app.config.setdefault("STREAM_PING_SECONDS", 15)
+    app.config.setdefault("STREAM_TICK_SECONDS", 0.1)
+    app.config.setdefault("STREAM_MAX_CLIENTS", 100)
+    with app.app_context():
+        engine = db.engine
+    app.extensions["swagstore.stream"] = Broker(
+        engine,
+        app.config["STORE_ID"],
+        tick=float(app.config["STREAM_TICK_SECONDS"]),
+        ping=float(app.config["STREAM_PING_SECONDS"]),
+        max_clients=int(app.config["STREAM_MAX_CLIENTS"]),
+    )
+
+
+def broker(app: Flask) -> Broker:
+    """Return the app's stream broker."""
+    return app.extensions["swagstore.stream"]  # type: ignore[no-any-return]
+
+
+def close_all(*_: Any) -> None:
+    """End every open stream in this process, so a stopping worker need not wait for them."""
+    for each in list(_brokers):
+        each.close()

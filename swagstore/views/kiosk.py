@@ -1,0 +1,119 @@
+"""The booth monitor: the kiosk page, its QR codes and its live stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, abort, current_app, render_template, request
+
+from .. import catalog, qr, stream
+from ..models import db
+
+bp = Blueprint("kiosk", __name__)
+
+# Currencies Stripe counts in whole units (no cents).
+ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "aud": "A$", "cad": "C$"}
+LOW_STOCK = 3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One SKU on a card: its label within the group, its counts and what its QR encodes."""
+
+    listing: catalog.Listing
+    label: str
+    buy_url: str | None
+
+    @property
+    def qr_version(self) -> str:
+        return qr.version(self.buy_url) if self.buy_url else ""
+
+
+@dataclass(frozen=True)
+class Card:
+    """A product on the kiosk: one SKU, or every variant of a group."""
+
+    name: str
+    description: str
+    image: str | None
+    variants: list[Variant]
+
+
+def cards(listings: list[catalog.Listing], mode: str, public_url: str) -> list[Card]:
+    """Gather listings into kiosk cards, variants of one group together, in catalog order."""
+    groups: dict[str, list[catalog.Listing]] = {}
+    for listing in listings:
+        groups.setdefault(listing.group or f"sku:{listing.sku}", []).append(listing)
+    result = []
+    for members in groups.values():
+        first = members[0]
+        # Label each variant by the attributes that tell the group's members apart.
+        keys = [k for k in first.attributes if len({m.attributes.get(k) for m in members}) > 1]
+        result.append(
+            Card(
+                name=first.name,
+                description=first.description,
+                image=first.image,
+                variants=[
+                    Variant(
+                        listing=m,
+                        label=" · ".join(m.attributes.get(k, "") for k in keys) or m.name,
+                        buy_url=catalog.buy_url(m, mode, public_url),
+                    )
+                    for m in members
+                ],
+            )
+        )
+    return result
+
+
+def money(amount: int, currency: str) -> str:
+    """Format minor units for a price tag, e.g. 2500 usd -> $25."""
+    whole = currency in ZERO_DECIMAL
+    value = amount if whole else amount / 100
+    text = f"{value:,.0f}" if whole or amount % 100 == 0 else f"{value:,.2f}"
+    symbol = SYMBOLS.get(currency)
+    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+
+
+@bp.get("/")
+def kiosk() -> str:
+    """Show every item with its QR code and live count."""
+    config = current_app.config
+    base = catalog.public_url(config["PUBLIC_URL"], request.host_url)
+    return render_template(
+        "kiosk.html",
+        cards=cards(catalog.listings(config["STORE_ID"]), config["PURCHASE_MODE"], base),
+        low_stock=LOW_STOCK,
+        money=money,
+    )
+
+
+@bp.get("/qr/<sku>.svg")
+def qr_code(sku: str) -> Response:
+    """Answer the QR code of the item's buy URL; 404 while it has none."""
+    config = current_app.config
+    base = catalog.public_url(config["PUBLIC_URL"], request.host_url)
+    listing = next((i for i in catalog.listings(config["STORE_ID"]) if i.sku == sku), None)
+    url = listing and catalog.buy_url(listing, config["PURCHASE_MODE"], base)
+    if not url:
+        abort(404)
+    response = Response(qr.svg(url), mimetype="image/svg+xml")
+    response.set_etag(qr.version(url))
+    response.cache_control.public = True
+    response.cache_control.max_age = 60
+    return response.make_conditional(request)
+
+
+@bp.get("/stream")
+def events() -> Response:
+    """Stream stock changes as server-sent events, resuming after Last-Event-ID."""
+    last_id = stream.parse_last_event_id(request.headers.get("Last-Event-ID"))
+    # The stream outlives the request's work: give its connection back to the pool now.
+    db.session.remove()
+    return Response(
+        stream.broker(current_app).follow(last_id),
+        mimetype="text/event-stream",
+        headers=stream.HEADERS,
+    )

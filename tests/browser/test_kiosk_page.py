@@ -1,0 +1,204 @@
+"""The kiosk in Debian's Chromium (Playwright) against a live server: what the booth sees."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import zxingcpp
+from PIL import Image
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+from conftest import ROOT, STORE, LiveServer
+from swagstore import catalog, inventory
+from swagstore.models import PaymentLink, db
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+# Generous: the machine is shared, and a stock change travels DB -> reader tick -> browser.
+expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page the size of the booth monitor."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def demo_catalog(app) -> list[catalog.Item]:
+    """Load the demo catalog (instance/catalog.toml) into the test database."""
+    items = catalog.read(str(ROOT / "instance" / "catalog.toml"))
+    with app.app_context():
+        catalog.load(items, app.config["STORE_ID"])
+        db.session.commit()
+    return items
+
+
+@pytest.fixture
+def kiosk_env(server_env) -> dict[str, str]:
+    """A server whose QR codes point at the booth's own buy pages (no Stripe link needed)."""
+    return {
+        **server_env,
+        "SWAGSTORE_PURCHASE_MODE": "reserved_checkout",
+        "SWAGSTORE_PUBLIC_URL": "https://booth.example",
+    }
+
+
+@pytest.fixture
+def kiosk(demo_catalog, kiosk_env) -> Iterator[LiveServer]:
+    server = LiveServer(kiosk_env).start()
+    yield server
+    server.stop()
+
+
+def screenshot(page: Page, name: str, **options) -> bytes:
+    """Save a screenshot for review under tests/browser/screenshots/ and return it."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    return page.screenshot(path=SCREENSHOTS / f"{name}.png", **options)
+
+
+def variant(page: Page, sku: str) -> Locator:
+    return page.locator(f'.variant[data-sku="{sku}"]')
+
+
+def change(app, action, *args) -> None:
+    """Change stock as the server would, in the test process, on the server's database."""
+    with app.app_context():
+        assert action(*args) is not None
+        db.session.commit()
+
+
+def open_kiosk(page: Page, server: LiveServer) -> None:
+    page.goto(server.url + "/")
+    expect(page.locator("body")).to_have_attribute("data-stream", "live")
+
+
+def test_counts_badges_and_sold_out_cards_follow_stock_live(app, page, kiosk):
+    open_kiosk(page, kiosk)
+    hoodie, mug = variant(page, "hoodie"), variant(page, "mug")
+    expect(hoodie.locator(".count .n")).to_have_text("8")
+    expect(page.locator(".sandbox-banner")).to_have_text("SANDBOX: no real payments")
+    expect(page.locator(".variant .qr")).to_have_count(10)
+    screenshot(page, "kiosk-normal")
+
+    change(app, inventory.take, "mug", STORE, 2)
+    expect(mug.locator(".count .n")).to_have_text("22")
+    change(app, inventory.hold, "mug", STORE, 1)
+    expect(mug.locator(".reserved")).to_have_text("1 being bought")
+    expect(mug.locator(".count .n")).to_have_text("21")
+
+    change(app, inventory.adjust, "hoodie", STORE, 3)
+    expect(hoodie.locator(".badge")).to_be_visible()
+    expect(hoodie.locator(".count .n")).to_have_text("3")
+    change(app, inventory.adjust, "tee-xl", STORE, 2)
+    expect(variant(page, "tee-xl").locator(".badge")).to_be_visible()
+    expect(mug.locator(".badge")).to_be_hidden()
+    screenshot(page, "kiosk-low-stock")
+
+    change(app, inventory.take, "hoodie", STORE, 3)
+    expect(hoodie.locator(".sold-out")).to_be_visible()
+    expect(hoodie.locator(".qr")).to_be_hidden()
+    expect(hoodie.locator(".badge")).to_be_hidden()
+    change(app, inventory.take, "tee-xl", STORE, 2)
+    expect(variant(page, "tee-xl").locator(".sold-out")).to_be_visible()
+    expect(variant(page, "tee-l").locator(".qr")).to_be_visible()
+    screenshot(page, "kiosk-sold-out")
+
+    change(app, inventory.restock, "hoodie", STORE, 5)
+    expect(hoodie.locator(".qr")).to_be_visible()
+    expect(hoodie.locator(".sold-out")).to_be_hidden()
+    expect(hoodie.locator(".count .n")).to_have_text("5")
+
+
+@pytest.mark.parametrize("mode", ["payment_link", "reserved_checkout"])
+def test_every_qr_code_on_screen_reads_back_as_its_buy_url(
+    app, page, demo_catalog, kiosk_env, mode
+):
+    """Decode a screenshot as a phone camera would: every code, exactly its item's URL."""
+    if mode == "payment_link":
+        with app.app_context():
+            for n, item in enumerate(demo_catalog):
+                db.session.add(
+                    PaymentLink(
+                        id=f"plink_{n}",
+                        sku=item.sku,
+                        store=STORE,
+                        url=f"https://buy.stripe.com/test_{item.sku}{n:02d}aBcDeFgHiJkLmN",
+                        price_id=f"price_{n}",
+                    )
+                )
+            db.session.commit()
+    server = LiveServer({**kiosk_env, "SWAGSTORE_PURCHASE_MODE": mode}).start()
+    try:
+        open_kiosk(page, server)
+        expect(page.locator(".variant .qr")).to_have_count(len(demo_catalog))
+        page.wait_for_function(
+            "[...document.querySelectorAll('img.qr')].every(i => i.complete && i.naturalWidth)"
+        )
+        png = screenshot(page, f"kiosk-qr-{mode}")
+        wanted = {
+            i["buy_url"]
+            for i in requests.get(server.url + "/api/stock", timeout=10).json()["items"]
+        }
+    finally:
+        server.stop()
+    codes = zxingcpp.read_barcodes(
+        Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode
+    )
+    assert sorted(c.text for c in codes) == sorted(wanted)
+    assert len(wanted) == len(demo_catalog)
+    assert {c.ec_level for c in codes} == {"M"}
+
+
+def test_page_reconnects_and_catches_up_after_a_server_restart(app, page, kiosk):
+    open_kiosk(page, kiosk)
+    socks = variant(page, "socks")
+    expect(socks.locator(".count .n")).to_have_text("30")
+    expect(page.locator(".reconnecting")).to_be_hidden()
+    kiosk.stop()
+    expect(page.locator(".reconnecting")).to_be_visible()
+    expect(page.locator(".reconnecting")).to_have_text("Reconnecting…")
+    change(app, inventory.take, "socks", STORE, 4)  # a sale the page could not hear about
+    page_id = page.evaluate("window.kioskPageId = Math.random()")
+    kiosk.start()
+    expect(page.locator(".reconnecting")).to_be_hidden()
+    expect(socks.locator(".count .n")).to_have_text("26")
+    change(app, inventory.take, "socks", STORE, 1)
+    expect(socks.locator(".count .n")).to_have_text("25")
+    assert page.evaluate("window.kioskPageId") == page_id  # caught up without a reload
+
+
+def test_phone_layout_fits_the_screen(app, browser, kiosk):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        page = context.new_page()
+        open_kiosk(page, kiosk)
+        expect(variant(page, "tee-s").locator(".qr")).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        screenshot(page, "kiosk-phone", full_page=True)
+    finally:
+        context.close()
+    assert width <= 390

@@ -1,0 +1,325 @@
+"""The live stream: the broker in process, then /stream over HTTP from one and two workers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from conftest import STORE, LiveServer, make_product
+from swagstore import inventory, stream
+from swagstore.models import StockEvent, db
+
+DEADLINE = 30
+
+
+def stream_ids(app) -> list[int]:
+    with app.app_context():
+        return list(db.session.scalars(select(StockEvent.id).order_by(StockEvent.id)))
+
+
+def take(app, sku: str = "tee-m", times: int = 1) -> None:
+    with app.app_context():
+        for _ in range(times):
+            assert inventory.take(sku, STORE) is not None
+        db.session.commit()
+
+
+def parse(text: str) -> list[dict]:
+    """Split SSE text into messages: {"id", "event", "data", "comments", "retry"}."""
+    messages = []
+    for block in text.split("\n\n"):
+        if not block:
+            continue
+        message: dict = {"comments": []}
+        for line in block.split("\n"):
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "":
+                message["comments"].append(value)
+            elif field == "data":
+                message["data"] = json.loads(value)
+            elif field in ("id", "retry"):
+                message[field] = int(value)
+            else:
+                message[field] = value
+        messages.append(message)
+    return messages
+
+
+def next_data(messages, deadline: float = DEADLINE) -> list[dict]:
+    """Pull from a follow() generator until it yields stock events; return them."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        events = [m for m in parse(next(messages)) if m.get("event") == "stock"]
+        if events:
+            return events
+    raise AssertionError("no stock event within the deadline")
+
+
+@pytest.fixture
+def broker(app):
+    """A broker on the test database with a short tick and ping."""
+    with app.app_context():
+        return stream.Broker(db.engine, STORE, tick=0.05, ping=0.5)
+
+
+def test_change_encodes_the_contract_fields():
+    text = stream.Change(7, "tee-m", STORE, on_hand=3, reserved=3).encode()
+    assert text.startswith("id: 7\nevent: stock\ndata: ") and text.endswith("\n\n")
+    assert parse(text) == [
+        {
+            "comments": [],
+            "id": 7,
+            "event": "stock",
+            "data": {
+                "sku": "tee-m",
+                "store": STORE,
+                "available": 0,
+                "on_hand": 3,
+                "reserved": 3,
+                "sold_out": True,
+            },
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"), [(None, None), ("", None), ("12", 12), (" 5 ", 5), ("x1", None)]
+)
+def test_parse_last_event_id(header, expected):
+    assert stream.parse_last_event_id(header) == expected
+
+
+def test_fresh_client_gets_a_snapshot_then_live_changes(app, broker):
+    make_product(app, "tee-m", stock=5)
+    make_product(app, "mug", stock=2)
+    take(app, "mug")
+    messages = broker.follow(None)
+    assert parse(next(messages)) == [{"comments": [], "retry": stream.RETRY_MS}]
+    snapshot = parse(next(messages))
+    newest = stream_ids(app)[-1]
+    assert [(m["id"], m["data"]["sku"], m["data"]["available"]) for m in snapshot] == [
+        (newest, "mug", 1),
+        (newest, "tee-m", 5),
+    ]
+    take(app, "tee-m", times=2)
+    received = next_data(messages)
+    while len(received) < 2:
+        received += next_data(messages)
+    assert [m["data"]["available"] for m in received] == [4, 3]
+    assert [m["id"] for m in received] == stream_ids(app)[-2:]
+    messages.close()
+
+
+def test_resume_reads_every_missed_row_in_order(app, broker):
+    make_product(app, "tee-m", stock=20)
+    seen = stream_ids(app)[-1]
+    take(app, "tee-m", times=3)
+    with app.app_context():
+        inventory.hold("tee-m", STORE)
+        inventory.restock("tee-m", STORE, 4)
+        db.session.commit()
+    changes, last = broker.catch_up(seen)
+    assert [c.id for c in changes] == stream_ids(app)[1:]
+    assert [(c.on_hand, c.reserved) for c in changes] == [
+        (19, 0),
+        (18, 0),
+        (17, 0),
+        (17, 1),
+        (21, 1),
+    ]
+    assert last == changes[-1].id
+    assert broker.catch_up(last) == ([], last)
+
+
+def test_resume_from_beyond_the_log_gets_a_snapshot(app, broker):
+    make_product(app, "tee-m", stock=2)
+    changes, last = broker.catch_up(10_000)
+    assert [(c.sku, c.available) for c in changes] == [("tee-m", 2)]
+    assert last == stream_ids(app)[-1]
+
+
+def test_client_behind_the_ring_buffer_reads_its_gap_from_the_database(app):
+    make_product(app, "tee-m", stock=50)
+    with app.app_context():
+        small = stream.Broker(db.engine, STORE, tick=0.05, ping=0.5, buffer=4)
+    messages = small.follow(None)
+    next(messages)
+    start = parse(next(messages))[0]["id"]
+    take(app, "tee-m", times=20)
+    received: list[dict] = []
+    while len(received) < 20:
+        received += next_data(messages)
+    assert [m["id"] for m in received] == [i for i in stream_ids(app) if i > start]
+    assert received[-1]["data"]["available"] == 30
+    messages.close()
+
+
+def test_a_full_process_sends_clients_away_to_retry(app):
+    make_product(app, "tee-m", stock=1)
+    with app.app_context():
+        one = stream.Broker(db.engine, STORE, tick=0.05, ping=0.5, max_clients=1)
+    first = one.follow(None)
+    next(first)
+    assert list(one.follow(None)) == [f"retry: {stream.BUSY_RETRY_MS}\n: busy\n\n"]
+    assert one.clients == 1
+    first.close()
+    assert one.clients == 0
+
+
+def test_close_ends_streams_and_the_reader_stops(app, broker):
+    make_product(app, "tee-m", stock=1)
+    messages = broker.follow(None)
+    next(messages)
+    next(messages)
+    readers = [t for t in threading.enumerate() if t.name == f"stream-reader-{STORE}"]
+    assert len(readers) == 1
+    stream.close_all()
+    assert [m for m in messages if m != ": ping\n\n"] == []
+    readers[0].join(DEADLINE)
+    assert not readers[0].is_alive()
+    assert broker.clients == 0
+
+
+class SSE:
+    """A real HTTP client of /stream that reads one message at a time."""
+
+    def __init__(self, server: LiveServer, last_id: int | None = None) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = str(last_id)
+        self.conn.request("GET", "/stream", headers=headers)
+        self.response = self.conn.getresponse()
+        self.port = self.conn.sock.getsockname()[1]
+        self.last_id = last_id
+
+    def message(self) -> dict:
+        lines = []
+        while (line := self.response.readline().decode()) not in ("\n", ""):
+            lines.append(line.removesuffix("\n"))
+        if not lines:
+            raise EOFError("the stream ended")
+        (message,) = parse("\n".join(lines))
+        self.last_id = message.get("id", self.last_id)
+        return message
+
+    def events_until(self, last_id: int) -> list[dict]:
+        """Read stock events until the one with `last_id`."""
+        events: list[dict] = []
+        while self.last_id is None or self.last_id < last_id:
+            message = self.message()
+            if message.get("event") == "stock":
+                events.append(message)
+        return events
+
+    def close(self) -> None:
+        self.response.close()
+        self.conn.close()
+
+
+def test_stream_over_http_has_the_headers_and_pings(app, app_config, server_env):
+    make_product(app, "tee-m", stock=3)
+    server = LiveServer({**server_env, "SWAGSTORE_STREAM_PING_SECONDS": "0.3"}).start()
+    client = SSE(server)
+    try:
+        headers = client.response.headers
+        assert client.response.status == 200
+        assert headers["Content-Type"].startswith("text/event-stream")
+        assert headers["Cache-Control"] == "no-cache"
+        assert headers["X-Accel-Buffering"] == "no"
+        assert client.message() == {"comments": [], "retry": stream.RETRY_MS}
+        assert client.message()["data"]["available"] == 3
+        assert client.message() == {"comments": ["ping"]}
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_resume_over_http_loses_nothing_under_concurrent_sales(app, live_server):
+    """Writers take stock in threads while a client keeps dropping and resuming."""
+    make_product(app, "tee-m", stock=200)
+    make_product(app, "mug", stock=200)
+    client = SSE(live_server)
+    snapshot_id = client.events_until(stream_ids(app)[-1])[-1]["id"]
+    done = threading.Event()
+
+    def sell(sku: str) -> None:
+        for _ in range(25):
+            take(app, sku)
+        done.set()
+
+    writers = [threading.Thread(target=sell, args=(sku,)) for sku in ("tee-m", "mug", "mug")]
+    for w in writers:
+        w.start()
+    received: list[dict] = []
+    try:
+        while not done.is_set() or len(received) < 3:
+            received.append(client.events_until((client.last_id or 0) + 1)[-1])
+            if len(received) % 5 == 0:  # drop the connection, as a flaky Wi-Fi would
+                last = client.last_id
+                client.close()
+                client = SSE(live_server, last_id=last)
+        for w in writers:
+            w.join(DEADLINE)
+        received += client.events_until(stream_ids(app)[-1])
+    finally:
+        client.close()
+    ids = [m["id"] for m in received]
+    assert ids == [i for i in stream_ids(app) if i > snapshot_id]
+    assert len(ids) == 75
+    last = {m["data"]["sku"]: m["data"]["available"] for m in received}
+    assert last == {"tee-m": 175, "mug": 150}
+
+
+def worker_serving(server: LiveServer, client_port: int) -> int:
+    """Return the pid of the gunicorn worker holding this client's connection (from /proc)."""
+    master = server.proc.pid
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        workers = [int(pid) for pid in f.read().split()]
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+            if int(local, 16) == server.port and int(remote, 16) == client_port:
+                inode = fields[9]
+    assert inode is not None, "the server side of the connection is not in /proc/net/tcp"
+    for pid in workers:
+        fds = f"/proc/{pid}/fd"
+        for fd in os.listdir(fds):
+            try:
+                if os.readlink(f"{fds}/{fd}") == f"socket:[{inode}]":
+                    return pid
+            except FileNotFoundError:
+                continue
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def test_a_change_reaches_clients_of_every_worker(app, server_env):
+    make_product(app, "tee-m", stock=5)
+    server = LiveServer(server_env, workers=2, threads=16).start()
+    clients: list[SSE] = []
+    try:
+        by_worker: dict[int, list[SSE]] = {}
+        while len(by_worker) < 2 or min(len(c) for c in by_worker.values()) < 2:
+            assert len(clients) < 16, "every client landed on one worker"
+            client = SSE(server)
+            clients.append(client)
+            client.events_until(stream_ids(app)[-1])  # served: its snapshot arrived
+            by_worker.setdefault(worker_serving(server, client.port), []).append(client)
+        take(app, "tee-m")
+        newest = stream_ids(app)[-1]
+        for client in clients:
+            (event,) = client.events_until(newest)
+            assert (event["id"], event["data"]["available"]) == (newest, 4)
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
