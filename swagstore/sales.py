@@ -206,7 +206,14 @@ def write_csv(rows: list[dict[str, str | int]], out: IO[str]) -> None:
     """Write report rows as CSV with a header line."""
     writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _inert(v) for k, v in row.items()} for row in rows)
+
+
+def _inert(value: str | int) -> str | int:
+    # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)

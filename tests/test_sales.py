@@ -241,3 +241,14 @@ def test_uncaptured_counts_fulfilled_card_sales_awaiting_capture(app):
         sales.sell("tee-m", STORE, "cash", 1, actor="staff")
         assert sales.uncaptured(STORE) == 1
         assert sales.uncaptured("elsewhere") == 0
+
+
+def test_csv_cells_cannot_smuggle_spreadsheet_formulas(app):
+    make_product(app, "tee-m", stock=5, name='=HYPERLINK("http://evil")')
+    with app.app_context():
+        sales.sell("tee-m", STORE, "cash", 1, actor="staff", note="@SUM(A1)")
+        out = io.StringIO()
+        sales.write_csv(sales.report_rows(STORE), out)
+    row = next(csv.DictReader(io.StringIO(out.getvalue())))
+    assert (row["name"], row["note"]) == ('\'=HYPERLINK("http://evil")', "'@SUM(A1)")
+    assert row["amount"] == "2500"
