@@ -25,6 +25,13 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_URL": None,
     "HOLD_SECONDS": 300,
     "ADMIN_PASSWORD": None,
+    # The outbox: each server process runs tasks in a thread; a lease lapses only when
+    # its runner is gone; the backoff scale shortens retries in tests.
+    "TASK_THREAD": True,
+    "TASK_LEASE_SECONDS": 120,
+    "TASK_BACKOFF_SCALE": 1.0,
+    # poll-events: seconds between polls of /v1/events.
+    "POLL_SECONDS": 3,
     # Webhook bodies are a few KiB; anything near a megabyte is abuse.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,
@@ -65,19 +72,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
 
-    from . import cli, stream
+    from . import cli, stream, tasks
 
     stream.init_app(app)
 
     cli.init_app(app)
+    tasks.init_app(app)
 
-    from .views import admin, api, kiosk, shop
+    from .views import admin, api, kiosk, shop, webhook
 
     admin.csrf.init_app(app)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(shop.bp)
     app.register_blueprint(kiosk.bp)
+    app.register_blueprint(webhook.bp)
     return app
 
 
@@ -97,6 +106,10 @@ def _check_config(app: Flask) -> None:
         raise ValueError(
             "PURCHASE_MODE payment_intent needs STRIPE_PUBLISHABLE_KEY for its card form"
         )
+    for key in ("TASK_LEASE_SECONDS", "TASK_BACKOFF_SCALE", "POLL_SECONDS"):
+        app.config[key] = float(app.config[key])
+    if isinstance(app.config["TASK_THREAD"], str):
+        app.config["TASK_THREAD"] = app.config["TASK_THREAD"].lower() not in ("0", "false", "no")
 
 
 def _instance_secret(app: Flask) -> str:

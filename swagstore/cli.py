@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import time
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from . import catalog, sales
+from . import catalog, events, payments, sales, tasks
 from .models import Store, db
 
 
@@ -89,7 +91,81 @@ def _pairs(counts: dict[str, int]) -> str:
     return ", ".join(f"{key} {n}" for key, n in counts.items()) or "none"
 
 
+@click.command("run-tasks")
+@with_appcontext
+@click.option("--once", is_flag=True, help="Run every due task, then exit.")
+def run_tasks_command(once: bool) -> None:
+    """Run the queue of Stripe side effects (capture, cancel, refund, links on/off)."""
+    lease = current_app.config["TASK_LEASE_SECONDS"]
+    while True:
+        ran = tasks.run_due(lease_seconds=lease)
+        if ran:
+            click.echo(f"Ran {ran} task(s).")
+        if once:
+            return
+        time.sleep(tasks.IDLE_POLL_SECONDS)
+
+
+@click.command("poll-events")
+@with_appcontext
+@click.option("--once", is_flag=True, help="Poll once, then exit.")
+def poll_events_command(once: bool) -> None:
+    """Poll Stripe's /v1/events and apply new ones (for a booth with no public URL)."""
+    gateway = payments.gateway()
+    while True:
+        try:
+            tally = events.poll_once(gateway)
+        except payments.Transient as e:
+            if once:
+                raise click.ClickException(f"Stripe unreachable: {e}") from None
+            click.echo(f"Stripe unreachable, trying again: {e}", err=True)
+        else:
+            if tally.total or once:
+                click.echo(f"Events: {tally}.")
+        if once:
+            return
+        time.sleep(current_app.config["POLL_SECONDS"])
+
+
+@click.command("reconcile")
+@with_appcontext
+@click.option(
+    "--since",
+    help="ISO date/time (UTC if no zone) or hours back, e.g. 24h. Default: 8 days, "
+    "longer than a card authorization lasts.",
+)
+def reconcile_command(since: str | None) -> None:
+    """Apply paid Checkout Sessions of our links that the app never heard of."""
+    try:
+        start = parse_since(since)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since") from None
+    tally = events.reconcile(payments.gateway(), start)
+    click.echo(f"Reconciled since {start.isoformat()}: {tally}.")
+
+
+def parse_since(value: str | None) -> datetime:
+    """Turn --since (ISO time, or a number of hours like 24h) into an aware UTC time."""
+    now = datetime.now(UTC)
+    if not value:
+        return now - timedelta(days=8)
+    if value.endswith("h") and value[:-1].isdigit():
+        return now - timedelta(hours=int(value[:-1]))
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither an ISO time nor hours like 24h") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def init_app(app: Flask) -> None:
     """Register the commands with the app."""
-    for command in (init_db_command, load_catalog_command, report_command):
+    for command in (
+        init_db_command,
+        load_catalog_command,
+        report_command,
+        run_tasks_command,
+        poll_events_command,
+        reconcile_command,
+    ):
         app.cli.add_command(command)

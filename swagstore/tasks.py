@@ -1,13 +1,38 @@
-"""The outbox: Stripe side effects written in the same transaction as their cause."""
+"""The outbox: Stripe side effects written in the same transaction as their cause.
+
+A task row is queued with the stock change that needs it and run after that transaction
+commits, outside any transaction, with a Stripe idempotency key derived from its id. Each
+process has one runner thread (started by the first request a server handles) that claims
+due tasks with a guarded UPDATE and a lease, so two runners never run the same task at
+once and a crashed runner's task is picked up when its lease lapses. `flask run-tasks`
+runs the same loop on its own.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event, or_, select, update
+from sqlalchemy.orm import Session
 
-from .models import PaymentLink, Task, db, utcnow
+from . import payments
+from .models import PaymentLink, Sale, Stock, Task, db, utcnow
+
+# Retries start quickly (a blip) and settle at a few minutes (an outage).
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 300.0
+# Longer than the SDK's worst case for one call (timeout x retries), so a lease only
+# lapses when its runner is gone.
+LEASE_SECONDS = 120
+IDLE_POLL_SECONDS = 1.0
+EXTENSION = "swagstore.tasks"
+_QUEUED = "swagstore.tasks.queued"
 
 
 def enqueue(
@@ -28,6 +53,7 @@ def enqueue(
     )
     db.session.add(task)
     db.session.flush()
+    db.session.info[_QUEUED] = True
     return task
 
 
@@ -51,3 +77,285 @@ def enqueue_link_sync(sku: str, store: str) -> None:
     )
     if pending is None:
         enqueue("sync_link", {"sku": sku, "store": store})
+
+
+def idempotency_key(task_id: int, *parts: object) -> str:
+    """Return the Stripe idempotency key of a task's call."""
+    return "-".join(["swagstore-task", str(task_id), *map(str, parts)])
+
+
+# Running tasks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task this runner holds the lease on."""
+
+    id: int
+    kind: str
+    args: dict[str, Any]
+    sale_id: int | None
+    hold_id: int | None
+    attempts: int
+
+
+Runner = Callable[[Claimed], None]
+# kind -> function that makes the Stripe call and records what Stripe answered.
+RUNNERS: dict[str, Runner] = {}
+# kind -> function that records a task Stripe rejected for good (the reason as argument).
+ON_FAILED: dict[str, Callable[[Claimed, str], None]] = {}
+
+
+def claim(lease_seconds: float = LEASE_SECONDS) -> Claimed | None:
+    """Take the lease on the next due task, or return None when none is due."""
+    now = utcnow()
+    due = or_(
+        (Task.status == "pending") & (Task.run_after <= now),
+        (Task.status == "running") & (Task.locked_until < now),
+    )
+    while True:
+        task_id = db.session.scalar(
+            select(Task.id).where(due).order_by(Task.run_after, Task.id).limit(1)
+        )
+        if task_id is None:
+            db.session.commit()
+            return None
+        # The guard repeats the due test, so of two runners racing for one row only one wins.
+        row = db.session.execute(
+            update(Task)
+            .where(Task.id == task_id, due)
+            .values(
+                status="running",
+                attempts=Task.attempts + 1,
+                locked_until=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(Task.id, Task.kind, Task.args, Task.sale_id, Task.hold_id, Task.attempts)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        db.session.commit()
+        if row is not None:
+            return Claimed(*row)
+
+
+def run(task: Claimed) -> str:
+    """Run one claimed task outside any transaction; return its new status."""
+    runner = RUNNERS.get(task.kind)
+    if runner is None:
+        return _finish(task, "failed", f"no runner for task kind {task.kind!r}")
+    try:
+        runner(task)
+    except payments.Transient as e:
+        db.session.rollback()
+        return _retry(task, str(e))
+    except payments.Rejected as e:
+        db.session.rollback()
+        reason = f"Stripe refused: {e}" + (f" ({e.code})" if e.code else "")
+        if task.kind in ON_FAILED:
+            ON_FAILED[task.kind](task, reason)
+        return _finish(task, "failed", reason)
+    return _finish(task, "done", None)
+
+
+def run_due(limit: int | None = None, lease_seconds: float = LEASE_SECONDS) -> int:
+    """Run due tasks until none is left (or `limit` ran); return how many ran."""
+    ran = 0
+    while limit is None or ran < limit:
+        task = claim(lease_seconds)
+        if task is None:
+            break
+        run(task)
+        ran += 1
+    return ran
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Return the delay before retry number `attempts`: exponential, capped, jittered."""
+    delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    # Full jitter in the upper half: runners that failed together do not retry together.
+    return delay * random.uniform(0.5, 1.0)
+
+
+def _retry(task: Claimed, error: str) -> str:
+    delay = backoff_seconds(task.attempts) * current_app.config["TASK_BACKOFF_SCALE"]
+    db.session.execute(
+        update(Task)
+        .where(Task.id == task.id, Task.status == "running")
+        .values(
+            status="pending",
+            run_after=utcnow() + timedelta(seconds=delay),
+            locked_until=None,
+            last_error=error,
+        )
+    )
+    db.session.commit()
+    return "pending"
+
+
+def _finish(task: Claimed, status: str, error: str | None) -> str:
+    db.session.execute(
+        update(Task)
+        .where(Task.id == task.id, Task.status == "running")
+        .values(status=status, locked_until=None, last_error=error, finished_at=utcnow())
+    )
+    db.session.commit()
+    return status
+
+
+# What each kind of task does -------------------------------------------------------------
+
+
+def _sale(task: Claimed) -> Sale:
+    sale = db.session.get(Sale, task.sale_id)
+    if sale is None or sale.payment_intent_id is None:
+        raise payments.Rejected(f"task {task.id} has no sale with a payment intent")
+    return sale
+
+
+def _set_sale(sale_id: int | None, **values: Any) -> None:
+    db.session.execute(
+        update(Sale).where(Sale.id == sale_id).values(updated_at=utcnow(), **values)
+    )
+    db.session.commit()
+
+
+def _capture(task: Claimed) -> None:
+    intent_id = _sale(task).payment_intent_id
+    db.session.commit()
+    gw = payments.gateway()
+    try:
+        gw.capture_payment_intent(intent_id, idempotency_key(task.id))
+    except payments.Rejected:
+        if gw.retrieve_payment_intent(intent_id).status != "succeeded":
+            raise
+    _set_sale(task.sale_id, captured=True)
+
+
+def _cancel(task: Claimed) -> None:
+    intent_id = _sale(task).payment_intent_id
+    db.session.commit()
+    gw = payments.gateway()
+    try:
+        gw.cancel_payment_intent(intent_id, idempotency_key(task.id))
+    except payments.Rejected:
+        if gw.retrieve_payment_intent(intent_id).status != "canceled":
+            raise
+
+
+def _refund(task: Claimed) -> None:
+    intent_id = _sale(task).payment_intent_id
+    db.session.commit()
+    try:
+        refund = payments.gateway().create_refund(
+            {"payment_intent": intent_id, "metadata": {"sale": str(task.sale_id)}},
+            idempotency_key(task.id),
+        )
+    except payments.Rejected as e:
+        if e.code != "charge_already_refunded":
+            raise
+        _set_sale(task.sale_id, status="refunded")
+        return
+    if refund.status == "succeeded":
+        _set_sale(task.sale_id, status="refunded")
+    # Otherwise the sale stays refund_pending until a refund.updated event confirms it.
+
+
+def _sync_link(task: Claimed) -> None:
+    sku, store = task.args["sku"], task.args["store"]
+    gw = payments.gateway()
+    for round_ in range(10):
+        link_id, active = _link_and_wanted(sku, store)
+        db.session.commit()
+        if link_id is None:
+            return
+        gw.set_payment_link_active(
+            link_id, active, idempotency_key(task.id, task.attempts, round_, active)
+        )
+        # Confirm against the stock as it is now: if it moved while we called Stripe, call
+        # again, so whichever task calls last leaves Stripe matching the final stock.
+        if _link_and_wanted(sku, store) == (link_id, active):
+            db.session.execute(
+                update(PaymentLink).where(PaymentLink.id == link_id).values(active=active)
+            )
+            db.session.commit()
+            return
+        db.session.commit()
+    raise payments.Transient(f"stock of {sku} kept changing while its link was switched")
+
+
+def _link_and_wanted(sku: str, store: str) -> tuple[str | None, bool]:
+    row = db.session.execute(
+        select(PaymentLink.id, Stock.on_hand - Stock.reserved)
+        .join(Stock, (Stock.sku == PaymentLink.sku) & (Stock.store == PaymentLink.store))
+        .where(
+            PaymentLink.sku == sku, PaymentLink.store == store, PaymentLink.retired_at.is_(None)
+        )
+    ).one_or_none()
+    if row is None:
+        return None, False
+    return row[0], row[1] > 0
+
+
+def _sale_failed(task: Claimed, reason: str) -> None:
+    _set_sale(task.sale_id, status="failed", note=f"{task.kind} failed: {reason}")
+
+
+RUNNERS.update(capture=_capture, cancel=_cancel, refund=_refund, sync_link=_sync_link)
+ON_FAILED.update(capture=_sale_failed, cancel=_sale_failed, refund=_sale_failed)
+
+
+# The runner thread -----------------------------------------------------------------------
+
+
+class Worker:
+    """One process's task runner: a thread woken after each commit that queued a task."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the thread once per process."""
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(
+                    target=self._loop, name="swagstore-tasks", daemon=True
+                )
+                self.thread.start()
+
+    def _loop(self) -> None:
+        with self.app.app_context():
+            while True:
+                try:
+                    ran = run_due(lease_seconds=self.app.config["TASK_LEASE_SECONDS"])
+                except Exception:
+                    # A runner that dies stops every side effect: log, back off, go on.
+                    self.app.logger.exception("task runner")
+                    db.session.rollback()
+                    ran = 0
+                finally:
+                    db.session.remove()
+                if not ran:
+                    self.wake.wait(IDLE_POLL_SECONDS)
+                    self.wake.clear()
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_QUEUED, False) and has_app_context():
+        worker: Worker | None = current_app.extensions.get(EXTENSION)
+        if worker is not None:
+            worker.wake.set()
+
+
+def init_app(app: Flask) -> None:
+    """Run tasks in a thread of each server process, started by its first request."""
+    worker = Worker(app)
+    app.extensions[EXTENSION] = worker
+    # Tests drive the queue themselves (run_due, run-tasks --once); CLI commands never
+    # start the thread, so a short command cannot be killed mid-call.
+    if app.config["TASK_THREAD"] and not app.testing:
+        app.before_request(worker.start)
+
+
+event.listen(Session, "after_commit", _after_commit)

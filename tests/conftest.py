@@ -113,12 +113,13 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
                     return self
             # A worker still booting on a busy machine may accept and answer late.
             except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.1)
+        self.stop(signal.SIGKILL)
         raise RuntimeError("server did not become healthy in 30 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

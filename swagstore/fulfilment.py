@@ -1,0 +1,232 @@
+"""What each Stripe event does to stock and sales, shared by the webhook, poller and reconcile.
+
+`apply(event)` runs one transaction: it inserts the event id first (its primary key makes a
+second delivery a no-op, even a concurrent one), then takes stock and records the sale, then
+queues the Stripe side effects (capture, cancel, refund) as tasks that run after commit.
+Events are plain dicts in Stripe's JSON shape, so this module never sees the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import inventory, tasks
+from .models import Sale, Stock, Store, StripeEvent, db, utcnow
+
+
+class MalformedEvent(ValueError):
+    """An event lacks a field its type must have."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What apply() made of an event: applied, duplicate, ignored or unmatched."""
+
+    outcome: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What a handler did: the outcome to record for the event, and why."""
+
+    outcome: str
+    note: str | None = None
+    keep_payload: bool = False
+
+
+Handler = Callable[[dict[str, Any]], Effect]
+
+
+def apply(event: dict[str, Any]) -> Result:
+    """Apply a Stripe event at most once and commit; a repeat changes nothing."""
+    handler = HANDLERS.get(event.get("type") or "")
+    if handler is None:
+        return Result("ignored", f"event type {event.get('type')!r} is not handled")
+    try:
+        return _apply_once(event, handler)
+    except IntegrityError:
+        if _seen(event["id"]):
+            return Result("duplicate")
+    # Another event recorded the same checkout session meanwhile (say reconcile and the
+    # webhook): go again, and the handler finds the sale the other one recorded.
+    try:
+        return _apply_once(event, handler)
+    except IntegrityError:
+        if _seen(event["id"]):
+            return Result("duplicate")
+        raise
+
+
+def _seen(event_id: str) -> bool:
+    seen = db.session.get(StripeEvent, event_id) is not None
+    db.session.rollback()
+    return seen
+
+
+def _apply_once(event: dict[str, Any], handler: Handler) -> Result:
+    try:
+        record = StripeEvent(id=event["id"], type=event["type"], outcome="applied")
+        db.session.add(record)
+        db.session.flush()
+        effect = handler(event["data"]["object"])
+        record.outcome, record.note = effect.outcome, effect.note
+        if effect.keep_payload:
+            record.payload = event
+        db.session.commit()
+    except (KeyError, TypeError) as e:
+        db.session.rollback()
+        raise MalformedEvent(f"event {event.get('id')!r} lacks {e}") from e
+    except Exception:
+        # A duplicate or a locked database: leave nothing half-done.
+        db.session.rollback()
+        raise
+    if effect.outcome == "unmatched":
+        current_app.logger.warning("Stripe event %s unmatched: %s", event["id"], effect.note)
+    return Result(effect.outcome, effect.note)
+
+
+# Checkout sessions (mode payment_link, and a payment that outlived its hold) -------------
+
+
+def _session_completed(session: dict[str, Any]) -> Effect:
+    meta = session.get("metadata") or {}
+    if not meta.get("sku") or not meta.get("store"):
+        return Effect("ignored", "not a Swagstore checkout (no sku/store metadata)")
+    if _sale_for(session["id"]) is not None:
+        return Effect("ignored", f"checkout session {session['id']} already recorded")
+    manual = current_app.config["LINK_CAPTURE"] == "manual"
+    if not manual and session.get("payment_status") == "unpaid":
+        # A delayed method (a bank debit): nothing is paid yet, so nothing leaves stock.
+        _new_sale(session, "pending", note="awaiting a delayed payment")
+        return Effect("applied", "awaiting async_payment_succeeded")
+    return _fulfil(session, _new_sale(session, "pending"), manual)
+
+
+def _async_succeeded(session: dict[str, Any]) -> Effect:
+    meta = session.get("metadata") or {}
+    if not meta.get("sku") or not meta.get("store"):
+        return Effect("ignored", "not a Swagstore checkout (no sku/store metadata)")
+    sale = _sale_for(session["id"]) or _new_sale(session, "pending")
+    if sale.status != "pending":
+        return Effect("ignored", f"sale {sale.id} is already {sale.status}")
+    return _fulfil(session, sale, manual=False)
+
+
+def _async_failed(session: dict[str, Any]) -> Effect:
+    sale = _sale_for(session["id"])
+    if sale is None or sale.status != "pending":
+        return Effect("ignored", "no pending sale for this checkout session")
+    sale.status, sale.note = "failed", "the delayed payment failed; nothing was taken"
+    return Effect("applied", sale.note)
+
+
+def _fulfil(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
+    """Take the units for a paid (or, manual, authorized) session, or undo the payment."""
+    sku, store, quantity = sale.sku, sale.store, sale.quantity
+    level = inventory.take(sku, store, quantity, reason="sale", ref=session["id"])
+    if level is not None:
+        sale.status, sale.captured = "fulfilled", not manual
+        if manual:
+            tasks.enqueue("capture", sale_id=sale.id)
+        return Effect("applied", f"sold {quantity} x {sku}")
+    known = db.session.get(Stock, (sku, store)) is not None
+    why = "sold out" if known else f"unknown item {sku!r} at store {store!r}"
+    if not known and db.session.get(Store, store) is None:
+        # Maybe another booth's store on the same Stripe account: keep it for staff, but do
+        # not refund a payment that may be theirs.
+        sale.status, sale.note = "failed", f"{why}; not voided: the store is not ours"
+        return Effect("unmatched", sale.note, keep_payload=True)
+    if sale.payment_intent_id is None or sale.amount == 0:
+        sale.status, sale.note = "voided", f"{why}; nothing was charged"
+    elif manual:
+        # The unit was never taken, so a void returns nothing to stock.
+        sale.status, sale.note = "voided", f"{why}; authorization cancelled"
+        tasks.enqueue("cancel", sale_id=sale.id)
+    else:
+        sale.status, sale.note = "refund_pending", f"{why}; refunding"
+        tasks.enqueue("refund", sale_id=sale.id)
+    if known:
+        return Effect("applied", sale.note)
+    return Effect("unmatched", sale.note, keep_payload=True)
+
+
+def _sale_for(session_id: str) -> Sale | None:
+    return db.session.scalar(select(Sale).where(Sale.checkout_session_id == session_id))
+
+
+def _new_sale(session: dict[str, Any], status: str, note: str | None = None) -> Sale:
+    meta = session.get("metadata") or {}
+    sale = Sale(
+        sku=str(meta["sku"]),
+        store=str(meta["store"]),
+        quantity=_quantity(session),
+        amount=session.get("amount_total") or 0,
+        currency=session.get("currency") or "usd",
+        kind="card",
+        status=status,
+        checkout_session_id=session["id"],
+        payment_intent_id=_id_of(session.get("payment_intent")),
+        note=note,
+    )
+    db.session.add(sale)
+    db.session.flush()
+    return sale
+
+
+def _quantity(session: dict[str, Any]) -> int:
+    """Return the units bought: metadata when the link is fixed, else the line items."""
+    meta = session.get("metadata") or {}
+    if meta.get("quantity"):
+        return int(meta["quantity"])
+    items = (session.get("line_items") or {}).get("data") or []
+    return sum(int(item.get("quantity") or 0) for item in items) or 1
+
+
+def _id_of(value: Any) -> str | None:
+    """Return an object's id whether Stripe sent it as an id or expanded."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value
+
+
+# Refund confirmations ---------------------------------------------------------------------
+
+
+def _refund_updated(refund: dict[str, Any]) -> Effect:
+    if refund.get("status") != "succeeded":
+        return Effect("ignored", f"refund is {refund.get('status')}")
+    return _refunded(_id_of(refund.get("payment_intent")))
+
+
+def _charge_refunded(charge: dict[str, Any]) -> Effect:
+    if not charge.get("refunded"):
+        return Effect("ignored", "partial refund")
+    return _refunded(_id_of(charge.get("payment_intent")))
+
+
+def _refunded(intent_id: str | None) -> Effect:
+    if intent_id is None:
+        return Effect("ignored", "no payment intent")
+    changed = db.session.execute(
+        update(Sale)
+        .where(Sale.payment_intent_id == intent_id, Sale.status == "refund_pending")
+        .values(status="refunded", updated_at=utcnow())
+    ).rowcount
+    return Effect("applied" if changed else "ignored", "refund confirmed")
+
+
+# Event type -> handler. Other modes add theirs here (e.g. holds: checkout.session.expired).
+HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": _session_completed,
+    "checkout.session.async_payment_succeeded": _async_succeeded,
+    "checkout.session.async_payment_failed": _async_failed,
+    "refund.updated": _refund_updated,
+    "charge.refunded": _charge_refunded,
+}

@@ -1,0 +1,31 @@
+"""Stripe's door in: a signed event becomes one fulfilment.apply()."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+from sqlalchemy.exc import OperationalError
+
+from .. import fulfilment, payments
+
+bp = Blueprint("webhook", __name__)
+
+
+@bp.post("/stripe/webhook")
+def receive() -> tuple[dict, int]:
+    """Verify a Stripe event and apply it; 400 changes nothing, 503 asks Stripe to retry."""
+    # get_data() goes through MAX_CONTENT_LENGTH, so an oversized body is refused with 413.
+    payload = request.get_data()
+    try:
+        event = payments.gateway().construct_event(
+            payload, request.headers.get("Stripe-Signature")
+        )
+    except payments.BadSignature as e:
+        return {"error": str(e)}, 400
+    except ValueError:
+        return {"error": "malformed event body"}, 400
+    try:
+        result = fulfilment.apply(event.to_dict(for_json=True))
+    except OperationalError as e:
+        current_app.logger.error("webhook %s not applied, Stripe will retry: %s", event.id, e)
+        return {"error": "busy, try again"}, 503
+    return {"outcome": result.outcome, "note": result.note}, 200

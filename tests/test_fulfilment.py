@@ -1,0 +1,229 @@
+"""fulfilment.apply: each Stripe event changes stock and sales once, and queues its tasks."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from stripe_fixtures import make_event, make_session
+
+from conftest import STORE, make_product
+from swagstore import fulfilment
+from swagstore.models import PaymentLink, Sale, Stock, StripeEvent, Task, db
+
+
+@pytest.fixture
+def manual(app):
+    app.config["LINK_CAPTURE"] = "manual"
+    return app
+
+
+def apply(app, event):
+    with app.app_context():
+        return fulfilment.apply(event)
+
+
+def state(app, sku="tee-m"):
+    """Return (on_hand, sales as (status, captured), task kinds) for one item."""
+    with app.app_context():
+        stock = db.session.get(Stock, (sku, STORE))
+        sales = db.session.execute(select(Sale.status, Sale.captured).order_by(Sale.id)).all()
+        kinds = db.session.scalars(select(Task.kind).order_by(Task.id)).all()
+        return (stock.on_hand if stock else None), [tuple(s) for s in sales], list(kinds)
+
+
+def test_paid_session_takes_stock_and_records_the_sale(app):
+    make_product(app, stock=3)
+    session = make_session(amount=2500)
+
+    result = apply(app, make_event(session))
+
+    assert result.outcome == "applied"
+    assert state(app) == (2, [("fulfilled", True)], [])
+    with app.app_context():
+        sale = db.session.scalar(select(Sale))
+        assert (sale.checkout_session_id, sale.payment_intent_id) == (
+            session["id"],
+            session["payment_intent"],
+        )
+        assert (sale.amount, sale.currency, sale.kind, sale.quantity) == (2500, "usd", "card", 1)
+        assert db.session.scalars(select(StripeEvent.outcome)).all() == ["applied"]
+
+
+def test_a_second_delivery_changes_nothing(app):
+    make_product(app, stock=3)
+    event = make_event(make_session())
+
+    first, second = apply(app, event), apply(app, event)
+
+    assert (first.outcome, second.outcome) == ("applied", "duplicate")
+    assert state(app) == (2, [("fulfilled", True)], [])
+
+
+def test_manual_capture_takes_stock_then_queues_the_capture(manual):
+    make_product(manual, stock=1)
+
+    apply(manual, make_event(make_session(payment_status="unpaid")))
+
+    assert state(manual) == (0, [("fulfilled", False)], ["capture"])
+
+
+def test_manual_capture_sold_out_voids_without_touching_stock(manual):
+    make_product(manual, stock=0)
+
+    result = apply(manual, make_event(make_session(payment_status="unpaid")))
+
+    assert result.outcome == "applied"
+    assert state(manual) == (0, [("voided", False)], ["cancel"])
+
+
+def test_automatic_capture_sold_out_refunds(app):
+    make_product(app, stock=0)
+
+    apply(app, make_event(make_session()))
+
+    assert state(app) == (0, [("refund_pending", False)], ["refund"])
+
+
+def test_quantity_comes_from_metadata(app):
+    make_product(app, stock=5)
+
+    apply(app, make_event(make_session(quantity="3")))
+
+    assert state(app)[0] == 2
+
+
+def test_not_enough_for_the_whole_quantity_refunds_it_all(app):
+    make_product(app, stock=2)
+
+    apply(app, make_event(make_session(quantity="3")))
+
+    assert state(app) == (2, [("refund_pending", False)], ["refund"])
+
+
+def test_unknown_sku_is_kept_for_staff_and_refunded(app):
+    make_product(app, stock=5)
+    event = make_event(make_session("no-such-sku"))
+
+    result = apply(app, event)
+
+    assert result.outcome == "unmatched"
+    assert "no-such-sku" in result.note
+    assert state(app) == (5, [("refund_pending", False)], ["refund"])
+    with app.app_context():
+        record = db.session.get(StripeEvent, event["id"])
+        assert (record.outcome, record.payload["id"]) == ("unmatched", event["id"])
+
+
+def test_unknown_store_is_kept_but_not_refunded(app):
+    make_product(app, stock=5)
+
+    result = apply(app, make_event(make_session(store="other-booth")))
+
+    assert result.outcome == "unmatched"
+    assert state(app) == (5, [("failed", False)], [])
+
+
+def test_a_checkout_without_our_metadata_is_ignored(app):
+    make_product(app, stock=5)
+    session = make_session()
+    session["metadata"] = {}
+
+    result = apply(app, make_event(session))
+
+    assert result.outcome == "ignored"
+    assert state(app) == (5, [], [])
+
+
+def test_unknown_event_types_are_acknowledged_and_not_recorded(app):
+    result = apply(app, make_event({"id": "prod_1", "object": "product"}, "product.created"))
+
+    assert result.outcome == "ignored"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 0
+
+
+def test_delayed_payment_waits_then_takes_stock(app):
+    make_product(app, stock=1)
+    session = make_session(payment_status="unpaid")
+
+    apply(app, make_event(session))
+    assert state(app) == (1, [("pending", False)], [])
+
+    session["payment_status"] = "paid"
+    apply(app, make_event(session, "checkout.session.async_payment_succeeded"))
+    assert state(app) == (0, [("fulfilled", True)], [])
+
+
+def test_delayed_payment_that_fails_takes_nothing(app):
+    make_product(app, stock=1)
+    session = make_session(payment_status="unpaid")
+
+    apply(app, make_event(session))
+    apply(app, make_event(session, "checkout.session.async_payment_failed"))
+
+    assert state(app) == (1, [("failed", False)], [])
+
+
+def test_delayed_payment_that_succeeds_after_the_last_unit_refunds(app):
+    make_product(app, stock=1)
+    late = make_session(payment_status="unpaid")
+    apply(app, make_event(late))
+    apply(app, make_event(make_session()))
+
+    late["payment_status"] = "paid"
+    apply(app, make_event(late, "checkout.session.async_payment_succeeded"))
+
+    assert state(app) == (0, [("refund_pending", False), ("fulfilled", True)], ["refund"])
+
+
+def test_refund_confirmation_marks_the_sale_refunded(app):
+    make_product(app, stock=0)
+    session = make_session()
+    apply(app, make_event(session))
+    refund = {"id": "re_1", "object": "refund", "status": "succeeded"}
+    refund["payment_intent"] = session["payment_intent"]
+
+    apply(app, make_event(refund, "refund.updated"))
+
+    assert state(app) == (0, [("refunded", False)], ["refund"])
+
+
+def test_a_session_seen_under_another_event_id_is_not_sold_twice(app):
+    make_product(app, stock=5)
+    session = make_session()
+    reconciled = make_event(session)
+    reconciled["id"] = f"reconcile:completed:{session['id']}"
+
+    first = apply(app, reconciled)
+    later = apply(app, make_event(session))
+
+    assert (first.outcome, later.outcome) == ("applied", "ignored")
+    assert state(app) == (4, [("fulfilled", True)], [])
+
+
+def test_selling_the_last_unit_queues_the_link_switch(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        db.session.add(
+            PaymentLink(
+                id="plink_1", sku="tee-m", store=STORE, url="https://pay/1", price_id="price_1"
+            )
+        )
+        db.session.commit()
+
+    apply(app, make_event(make_session()))
+
+    assert state(app) == (0, [("fulfilled", True)], ["sync_link"])
+
+
+def test_a_malformed_event_changes_nothing(app):
+    make_product(app, stock=1)
+    event = make_event(make_session())
+    del event["data"]["object"]["id"]
+
+    with pytest.raises(fulfilment.MalformedEvent):
+        apply(app, event)
+
+    assert state(app) == (1, [], [])
+    with app.app_context():
+        assert db.session.get(StripeEvent, event["id"]) is None
