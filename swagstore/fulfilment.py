@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import inventory, tasks
+from . import holds, inventory, tasks
 from .models import Sale, Stock, Store, StripeEvent, db, utcnow
 
 
@@ -106,7 +106,7 @@ def _session_completed(session: dict[str, Any]) -> Effect:
         # A delayed method (a bank debit): nothing is paid yet, so nothing leaves stock.
         _new_sale(session, "pending", note="awaiting a delayed payment")
         return Effect("applied", "awaiting async_payment_succeeded")
-    return _fulfil(session, _new_sale(session, "pending"), manual)
+    return _take(session, _new_sale(session, "pending"), manual)
 
 
 def _async_succeeded(session: dict[str, Any]) -> Effect:
@@ -116,7 +116,7 @@ def _async_succeeded(session: dict[str, Any]) -> Effect:
     sale = _sale_for(session["id"]) or _new_sale(session, "pending")
     if sale.status != "pending":
         return Effect("ignored", f"sale {sale.id} is already {sale.status}")
-    return _fulfil(session, sale, manual=False)
+    return _take(session, sale, manual=False)
 
 
 def _async_failed(session: dict[str, Any]) -> Effect:
@@ -127,15 +127,43 @@ def _async_failed(session: dict[str, Any]) -> Effect:
     return Effect("applied", sale.note)
 
 
+def _session_expired(session: dict[str, Any]) -> Effect:
+    hold_id = _hold_id(session)
+    if hold_id is None:
+        return Effect("ignored", "no hold on this checkout session")
+    ended = holds.release(hold_id, ref=session["id"])
+    return Effect("applied" if ended else "ignored", f"hold {hold_id} released")
+
+
+def _take(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
+    """Settle the session's hold if it still has one, else take from what is available."""
+    hold_id = _hold_id(session)
+    ended = holds.settle(hold_id, ref=session["id"]) if hold_id is not None else None
+    if ended is None:
+        # No hold, or it was released before the payment came: sell it like a link's.
+        return _fulfil(session, sale, manual)
+    sale.hold_id = ended.id
+    return _fulfilled(sale, manual, f"sold {sale.quantity} x {sale.sku} (hold {ended.id})")
+
+
+def _hold_id(session: dict[str, Any]) -> int | None:
+    value = (session.get("metadata") or {}).get("hold")
+    return int(value) if value and str(value).isdigit() else None
+
+
+def _fulfilled(sale: Sale, manual: bool, note: str) -> Effect:
+    sale.status, sale.captured = "fulfilled", not manual
+    if manual:
+        tasks.enqueue("capture", sale_id=sale.id)
+    return Effect("applied", note)
+
+
 def _fulfil(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
     """Take the units for a paid (or, manual, authorized) session, or undo the payment."""
     sku, store, quantity = sale.sku, sale.store, sale.quantity
     level = inventory.take(sku, store, quantity, reason="sale", ref=session["id"])
     if level is not None:
-        sale.status, sale.captured = "fulfilled", not manual
-        if manual:
-            tasks.enqueue("capture", sale_id=sale.id)
-        return Effect("applied", f"sold {quantity} x {sku}")
+        return _fulfilled(sale, manual, f"sold {quantity} x {sku}")
     known = db.session.get(Stock, (sku, store)) is not None
     why = "sold out" if known else f"unknown item {sku!r} at store {store!r}"
     if not known and db.session.get(Store, store) is None:
@@ -222,11 +250,12 @@ def _refunded(intent_id: str | None) -> Effect:
     return Effect("applied" if changed else "ignored", "refund confirmed")
 
 
-# Event type -> handler. Other modes add theirs here (e.g. holds: checkout.session.expired).
+# Event type -> handler; the payment_intent mode adds its payment_intent.* events here.
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _session_completed,
     "checkout.session.async_payment_succeeded": _async_succeeded,
     "checkout.session.async_payment_failed": _async_failed,
+    "checkout.session.expired": _session_expired,
     "refund.updated": _refund_updated,
     "charge.refunded": _charge_refunded,
 }

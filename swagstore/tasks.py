@@ -21,7 +21,7 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import payments
+from . import holds, payments
 from .models import PaymentLink, Sale, Stock, Task, db, utcnow
 
 # Retries start quickly (a blip) and settle at a few minutes (an outage).
@@ -231,6 +231,9 @@ def _capture(task: Claimed) -> None:
 
 
 def _cancel(task: Claimed) -> None:
+    if task.sale_id is None and task.hold_id is not None:
+        _end_hold(task)
+        return
     intent_id = _sale(task).payment_intent_id
     db.session.commit()
     gw = payments.gateway()
@@ -241,14 +244,19 @@ def _cancel(task: Claimed) -> None:
             raise
 
 
+def _end_hold(task: Claimed) -> None:
+    """Expire or cancel an expiring hold's payment; the hold is released once it is dead."""
+    holds.end_on_stripe(task.hold_id, idempotency_key(task.id))
+
+
 def _refund(task: Claimed) -> None:
     intent_id = _sale(task).payment_intent_id
     db.session.commit()
+    params: dict[str, Any] = {"payment_intent": intent_id, "metadata": {"sale": str(task.sale_id)}}
+    if task.args.get("reason"):
+        params["reason"] = task.args["reason"]
     try:
-        refund = payments.gateway().create_refund(
-            {"payment_intent": intent_id, "metadata": {"sale": str(task.sale_id)}},
-            idempotency_key(task.id),
-        )
+        refund = payments.gateway().create_refund(params, idempotency_key(task.id))
     except payments.Rejected as e:
         if e.code != "charge_already_refunded":
             raise
@@ -296,10 +304,18 @@ def _link_and_wanted(sku: str, store: str) -> tuple[str | None, bool]:
 
 
 def _sale_failed(task: Claimed, reason: str) -> None:
+    if task.sale_id is None:
+        return
     _set_sale(task.sale_id, status="failed", note=f"{task.kind} failed: {reason}")
 
 
-RUNNERS.update(capture=_capture, cancel=_cancel, refund=_refund, sync_link=_sync_link)
+RUNNERS.update(
+    capture=_capture,
+    cancel=_cancel,
+    refund=_refund,
+    sync_link=_sync_link,
+    expire_session=_end_hold,
+)
 ON_FAILED.update(capture=_sale_failed, cancel=_sale_failed, refund=_sale_failed)
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from stripe_fixtures import make_event, make_session
 
 from conftest import STORE, make_product
-from swagstore import fulfilment
+from swagstore import fulfilment, holds
 from swagstore.models import PaymentLink, Sale, Stock, StripeEvent, Task, db
 
 
@@ -227,3 +227,52 @@ def test_a_malformed_event_changes_nothing(app):
     assert state(app) == (1, [], [])
     with app.app_context():
         assert db.session.get(StripeEvent, event["id"]) is None
+
+
+def start_hold(app, sku="tee-m"):
+    with app.app_context():
+        return holds.start_hold(sku, STORE, 300).id
+
+
+def levels(app, sku="tee-m"):
+    with app.app_context():
+        stock = db.session.get(Stock, (sku, STORE))
+        return stock.on_hand, stock.reserved
+
+
+def test_a_paid_hold_is_settled_not_taken_twice(app):
+    make_product(app, stock=2)
+    hold_id = start_hold(app)
+
+    apply(app, make_event(make_session(hold=str(hold_id))))
+
+    assert levels(app) == (1, 0)
+    with app.app_context():
+        assert db.session.scalar(select(Sale.hold_id)) == hold_id
+        assert holds.status(hold_id) == "settled"
+
+
+def test_a_payment_after_its_hold_was_released_sells_like_a_link(app):
+    make_product(app, stock=1)
+    hold_id = start_hold(app)
+    with app.app_context():
+        holds.release(hold_id)
+        db.session.commit()
+    apply(app, make_event(make_session()))  # someone else bought the last unit
+
+    apply(app, make_event(make_session(hold=str(hold_id))))
+
+    assert levels(app) == (0, 0)
+    assert state(app)[1:] == ([("fulfilled", True), ("refund_pending", False)], ["refund"])
+
+
+def test_an_expired_session_releases_its_hold(app):
+    make_product(app, stock=1)
+    hold_id = start_hold(app)
+
+    result = apply(app, make_event(make_session(hold=str(hold_id)), "checkout.session.expired"))
+
+    assert result.outcome == "applied"
+    assert levels(app) == (1, 0)
+    with app.app_context():
+        assert holds.status(hold_id) == "released"
