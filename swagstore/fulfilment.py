@@ -131,16 +131,19 @@ def _session_expired(session: dict[str, Any]) -> Effect:
     hold_id = _hold_id(session)
     if hold_id is None:
         return Effect("ignored", "no hold on this checkout session")
-    ended = holds.release(hold_id, ref=session["id"])
+    ended = holds.release(hold_id, ref=session["id"], session_id=session["id"])
     return Effect("applied" if ended else "ignored", f"hold {hold_id} released")
 
 
 def _take(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
     """Settle the session's hold if it still has one, else take from what is available."""
     hold_id = _hold_id(session)
-    ended = holds.settle(hold_id, ref=session["id"]) if hold_id is not None else None
+    ended = None
+    if hold_id is not None:
+        ended = holds.settle(hold_id, ref=session["id"], session_id=session["id"])
     if ended is None:
-        # No hold, or it was released before the payment came: sell it like a link's.
+        # No hold, or it was released before the payment came (or belongs to another
+        # payment): sell it like a link's.
         return _fulfil(session, sale, manual)
     sale.hold_id = ended.id
     return _fulfilled(sale, manual, f"sold {sale.quantity} x {sale.sku} (hold {ended.id})")

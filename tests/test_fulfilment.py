@@ -276,3 +276,16 @@ def test_an_expired_session_releases_its_hold(app):
     assert levels(app) == (1, 0)
     with app.app_context():
         assert holds.status(hold_id) == "released"
+
+
+def test_a_session_naming_a_hold_attached_to_another_session_leaves_that_hold(app):
+    make_product(app, stock=2)
+    hold_id = start_hold(app)
+    with app.app_context():
+        holds.attach(hold_id, session_id="cs_test_the_holds_own")
+
+    apply(app, make_event(make_session(hold=str(hold_id))))
+
+    assert levels(app) == (1, 1)
+    with app.app_context():
+        assert holds.status(hold_id) == "active"
