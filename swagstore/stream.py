@@ -110,7 +110,8 @@ class Broker:
     def follow(self, last_id: int | None) -> Iterator[str]:
         """Yield SSE text for one client: its catch-up, then live changes and pings."""
         with self._cond:
-            admitted = not self._closed and self._clients < self.max_clients
+            closed = self._closed
+            admitted = not closed and self._clients < self.max_clients
             if admitted:
                 self._clients += 1
                 if self._reader is None:
@@ -118,6 +119,9 @@ class Broker:
                         target=self._read, name=f"stream-reader-{self.store}", daemon=True
                     )
                     self._reader.start()
+        if closed:  # a stopping worker: come back as soon as the restarted one is up
+            yield f"retry: {RETRY_MS}\n\n"
+            return
         if not admitted:
             yield f"retry: {BUSY_RETRY_MS}\n: busy\n\n"
             return

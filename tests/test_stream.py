@@ -185,6 +185,8 @@ def test_close_ends_streams_and_the_reader_stops(app, broker):
     readers[0].join(DEADLINE)
     assert not readers[0].is_alive()
     assert broker.clients == 0
+    # A browser reaching a stopping worker is told to come back soon, not in 10 s.
+    assert list(broker.follow(None)) == [f"retry: {stream.RETRY_MS}\n\n"]
 
 
 class SSE:
