@@ -95,10 +95,10 @@ def _pairs(counts: dict[str, int]) -> str:
 @with_appcontext
 @click.option("--once", is_flag=True, help="Run every due task, then exit.")
 def run_tasks_command(once: bool) -> None:
-    """Run the queue of Stripe side effects (capture, cancel, refund, links on/off)."""
+    """Run the queue of Stripe side effects (capture, cancel, refund, links, ended holds)."""
     lease = current_app.config["TASK_LEASE_SECONDS"]
     while True:
-        ran = tasks.run_due(lease_seconds=lease)
+        ran = tasks.run_round(lease)
         if ran:
             click.echo(f"Ran {ran} task(s).")
         if once:

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import holds, inventory, tasks
-from .models import Sale, Stock, Store, StripeEvent, db, utcnow
+from .models import Hold, Sale, Stock, Store, StripeEvent, db, utcnow
 
 
 class MalformedEvent(ValueError):
@@ -120,6 +120,10 @@ def _async_succeeded(session: dict[str, Any]) -> Effect:
 
 
 def _async_failed(session: dict[str, Any]) -> Effect:
+    hold_id = _hold_id(session)
+    if hold_id is not None:
+        # Nothing will pay this session any more: its held unit goes back on sale.
+        holds.release(hold_id, ref=session["id"], session_id=session["id"])
     sale = _sale_for(session["id"])
     if sale is None or sale.status != "pending":
         return Effect("ignored", "no pending sale for this checkout session")
@@ -149,8 +153,8 @@ def _take(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
     return _fulfilled(sale, manual, f"sold {sale.quantity} x {sale.sku} (hold {ended.id})")
 
 
-def _hold_id(session: dict[str, Any]) -> int | None:
-    value = (session.get("metadata") or {}).get("hold")
+def _hold_id(obj: dict[str, Any]) -> int | None:
+    value = (obj.get("metadata") or {}).get("hold")
     return int(value) if value and str(value).isdigit() else None
 
 
@@ -227,6 +231,51 @@ def _id_of(value: Any) -> str | None:
     return value
 
 
+# PaymentIntents of the payment_intent mode (metadata.hold) ------------------------------
+
+
+def _intent_authorized(intent: dict[str, Any]) -> Effect:
+    """Settle an authorized intent's hold and queue its capture, or void it."""
+    meta = intent.get("metadata") or {}
+    hold_id = _hold_id(intent)
+    if hold_id is None or not meta.get("sku") or not meta.get("store"):
+        return Effect("ignored", "not a hold's payment intent (no hold metadata)")
+    if db.session.scalar(select(Sale.id).where(Sale.payment_intent_id == intent["id"])):
+        return Effect("ignored", f"payment intent {intent['id']} already recorded")
+    sale = Sale(
+        sku=str(meta["sku"]),
+        store=str(meta["store"]),
+        quantity=1,
+        amount=intent.get("amount_capturable") or intent["amount"],
+        currency=intent["currency"],
+        kind="card",
+        status="pending",
+        payment_intent_id=intent["id"],
+    )
+    db.session.add(sale)
+    db.session.flush()
+    ended = holds.settle_intent(hold_id, intent["id"], ref=intent["id"])
+    if ended is not None:
+        sale.hold_id = ended.id
+        return _fulfilled(sale, True, f"sold 1 x {sale.sku} (hold {ended.id})")
+    hold = db.session.get(Hold, hold_id)
+    if hold is not None and hold.payment_intent_id == intent["id"] and hold.status != "settled":
+        # Its hold expired first: the hold's own cancel task voids this authorization.
+        sale.hold_id = hold_id
+        sale.status, sale.note = "voided", "paid after its hold expired; authorization cancelled"
+        return Effect("applied", sale.note)
+    # The hold never knew this intent: sell it like a link's (take, else void).
+    return _fulfil(intent, sale, manual=True)
+
+
+def _intent_canceled(intent: dict[str, Any]) -> Effect:
+    hold_id = _hold_id(intent)
+    if hold_id is None:
+        return Effect("ignored", "not a hold's payment intent (no hold metadata)")
+    ended = holds.release(hold_id, ref=intent["id"], intent_id=intent["id"])
+    return Effect("applied" if ended else "ignored", f"hold {hold_id} released")
+
+
 # Refund confirmations ---------------------------------------------------------------------
 
 
@@ -253,12 +302,14 @@ def _refunded(intent_id: str | None) -> Effect:
     return Effect("applied" if changed else "ignored", "refund confirmed")
 
 
-# Event type -> handler; the payment_intent mode adds its payment_intent.* events here.
+# Event type -> handler.
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _session_completed,
     "checkout.session.async_payment_succeeded": _async_succeeded,
     "checkout.session.async_payment_failed": _async_failed,
     "checkout.session.expired": _session_expired,
+    "payment_intent.amount_capturable_updated": _intent_authorized,
+    "payment_intent.canceled": _intent_canceled,
     "refund.updated": _refund_updated,
     "charge.refunded": _charge_refunded,
 }

@@ -168,6 +168,12 @@ def run_due(limit: int | None = None, lease_seconds: float = LEASE_SECONDS) -> i
     return ran
 
 
+def run_round(lease_seconds: float = LEASE_SECONDS) -> int:
+    """Start ending holds whose time is up, then run due tasks; return how many ran."""
+    holds.expire_due()
+    return run_due(lease_seconds=lease_seconds)
+
+
 def backoff_seconds(attempts: int) -> float:
     """Return the delay before retry number `attempts`: exponential, capped, jittered."""
     delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
@@ -344,7 +350,7 @@ class Worker:
         with self.app.app_context():
             while True:
                 try:
-                    ran = run_due(lease_seconds=self.app.config["TASK_LEASE_SECONDS"])
+                    ran = run_round(self.app.config["TASK_LEASE_SECONDS"])
                 except Exception:
                     # A runner that dies stops every side effect: log, back off, go on.
                     self.app.logger.exception("task runner")

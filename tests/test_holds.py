@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from stripe_fixtures import example, make_event, make_session, unique
 
 from conftest import STORE, make_product
-from swagstore import holds
-from swagstore.models import Hold, Stock, StockEvent, Task, db, utcnow
+from swagstore import fulfilment, holds, tasks
+from swagstore.models import Hold, Sale, Stock, StockEvent, Task, db, utcnow
 
 
 def level(sku: str = "tee-m") -> tuple[int, int]:
@@ -282,3 +283,147 @@ def test_settle_and_release_race_from_threads_one_wins_per_hold(app):
             select(StockEvent.reason).where(StockEvent.reason.in_(["settle", "release"]))
         ).all()
         assert len(reasons) == 40
+
+
+# What Stripe's events do to holds (fulfilment.apply, without HTTP) ----------------------
+
+
+def make_intent(hold_id: int, sku: str = "tee-m", amount: int = 2500) -> dict:
+    """Return an authorized manual-capture PaymentIntent for a hold, as the card form leaves it."""
+    intent = example("payment_intent")
+    intent.update(
+        id=unique("pi_"),
+        amount=amount,
+        amount_capturable=amount,
+        currency="usd",
+        capture_method="manual",
+        status="requires_capture",
+        metadata={"sku": sku, "store": STORE, "hold": str(hold_id)},
+    )
+    return intent
+
+
+def intent_hold(app, stock: int = 1, seconds: int = 300) -> tuple[int, dict]:
+    make_product(app, stock=stock)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, seconds)
+        intent = make_intent(held.id)
+        holds.attach(held.id, intent_id=intent["id"])
+    return held.id, intent
+
+
+def sales() -> list[tuple]:
+    rows = db.session.execute(select(Sale.status, Sale.hold_id, Sale.captured).order_by(Sale.id))
+    return [tuple(r) for r in rows]
+
+
+def queued() -> list[tuple]:
+    rows = db.session.execute(select(Task.kind, Task.sale_id, Task.status).order_by(Task.id))
+    return [tuple(r) for r in rows]
+
+
+def test_an_authorized_intent_settles_its_hold_and_queues_the_capture(app):
+    hold_id, intent = intent_hold(app)
+    with app.app_context():
+        event = make_event(intent, "payment_intent.amount_capturable_updated")
+        assert fulfilment.apply(event).outcome == "applied"
+        assert fulfilment.apply(event).outcome == "duplicate"
+        again = make_event(intent, "payment_intent.amount_capturable_updated")
+        assert fulfilment.apply(again).outcome == "ignored"
+        assert sales() == [("fulfilled", hold_id, False)]
+        sale_id = db.session.scalar(select(Sale.id))
+        assert queued() == [("capture", sale_id, "pending")]
+        assert holds.status(hold_id) == "settled"
+        assert level() == (0, 0)
+        assert db.session.scalar(select(Sale.amount)) == 2500
+
+
+def test_an_intent_authorized_after_its_cancel_was_tried_is_voided_by_that_cancel(app):
+    hold_id, intent = intent_hold(app, seconds=1)
+    with app.app_context():
+        holds.expire_due(utcnow() + timedelta(seconds=2))
+        db.session.execute(db.update(Task).values(attempts=1))  # a first try failed
+        db.session.commit()
+        fulfilment.apply(make_event(intent, "payment_intent.amount_capturable_updated"))
+        assert sales() == [("voided", hold_id, False)]
+        # No capture and no second cancel: the hold's own cancel task voids it.
+        assert [kind for kind, _, _ in queued()] == ["cancel"]
+        assert holds.status(hold_id) == "expiring"
+        fulfilment.apply(make_event(intent, "payment_intent.canceled"))
+        assert holds.status(hold_id) == "released"
+        assert level() == (1, 0)
+
+
+def test_an_intent_authorized_before_its_cancel_was_tried_wins(app):
+    hold_id, intent = intent_hold(app, seconds=1)
+    with app.app_context():
+        holds.expire_due(utcnow() + timedelta(seconds=2))
+        fulfilment.apply(make_event(intent, "payment_intent.amount_capturable_updated"))
+        assert sales() == [("fulfilled", hold_id, False)]
+        assert [(kind, status) for kind, _, status in queued()] == [
+            ("cancel", "done"),
+            ("capture", "pending"),
+        ]
+        assert level() == (0, 0)
+
+
+def test_an_intent_for_a_hold_that_never_knew_it_sells_like_a_link(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 300)
+        holds.release(held.id)  # e.g. ended before its intent was attached
+        db.session.commit()
+        intent = make_intent(held.id)
+        fulfilment.apply(make_event(intent, "payment_intent.amount_capturable_updated"))
+        assert sales() == [("fulfilled", None, False)]
+        assert level() == (0, 0)
+        late = make_intent(held.id)
+        fulfilment.apply(make_event(late, "payment_intent.amount_capturable_updated"))
+        assert sales()[-1] == ("voided", None, False)
+        assert [kind for kind, _, _ in queued()] == ["capture", "cancel"]
+        assert level() == (0, 0)
+
+
+def test_a_canceled_intent_releases_only_its_own_hold(app):
+    hold_id, intent = intent_hold(app, stock=2)
+    with app.app_context():
+        other = make_intent(hold_id)
+        assert fulfilment.apply(make_event(other, "payment_intent.canceled")).outcome == "ignored"
+        assert holds.status(hold_id) == "active"
+        assert fulfilment.apply(make_event(intent, "payment_intent.canceled")).outcome == "applied"
+        assert holds.status(hold_id) == "released"
+        assert level() == (2, 0)
+
+
+def test_intents_without_a_hold_are_ignored(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        intent = make_intent(1)
+        intent["metadata"] = {"sku": "tee-m", "store": STORE}
+        for kind in ("payment_intent.amount_capturable_updated", "payment_intent.canceled"):
+            assert fulfilment.apply(make_event(intent, kind)).outcome == "ignored"
+        assert sales() == [] and level() == (1, 0)
+
+
+def test_a_failed_delayed_payment_releases_the_sessions_hold(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 300)
+        session = make_session(payment_status="unpaid", hold=str(held.id))
+        holds.attach(held.id, session_id=session["id"])
+        fulfilment.apply(make_event(session))
+        assert holds.status(held.id) == "active"
+        fulfilment.apply(make_event(session, "checkout.session.async_payment_failed"))
+        assert holds.status(held.id) == "released"
+        assert sales() == [("failed", None, False)]
+        assert level() == (1, 0)
+
+
+def test_the_runner_round_starts_ending_due_holds(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 0)
+        assert tasks.run_round() == 0
+        # No session or intent was ever attached, so nothing on Stripe needs ending.
+        assert holds.status(held.id) == "released"
+        assert level() == (1, 0)
