@@ -7,10 +7,11 @@ bind = os.environ.get("SWAGSTORE_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("SWAGSTORE_WORKERS", "2"))
 # gthread: every open kiosk stream holds one thread, idle on a Condition between events,
 # so a worker serves `threads` requests at once. Each worker admits threads - 8 streams
-# (STREAM_MAX_CLIENTS, set below) and keeps 8 threads for webhooks, buys and staff pages;
-# a stream beyond that is told to retry later. The defaults take 2 x 56 = 112 screens;
-# for more, raise SWAGSTORE_THREADS (an idle thread costs little memory). Not gevent:
-# SQLite calls block in C, so one waiting on the write lock would stall every greenlet.
+# (unless STREAM_MAX_CLIENTS is set; see post_worker_init) and keeps 8 threads for
+# webhooks, buys and staff pages; a stream beyond that is told to retry later. The
+# defaults take 2 x 56 = 112 screens; for more, raise SWAGSTORE_THREADS (an open stream
+# costs about 52 KiB, bench/stream_fanout.py). Not gevent: SQLite calls block in C, so
+# one waiting on the write lock would stall every greenlet of its worker.
 worker_class = "gthread"
 # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections
 # over the workers; with one shared socket the first worker to wake takes nearly every
@@ -28,16 +29,15 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 STREAM_SPARE_THREADS = 8
 
 
-def on_starting(server):
-    """Size each worker's stream limit from its threads (after any --threads override)."""
-    spare = max(1, server.cfg.threads - STREAM_SPARE_THREADS)
-    os.environ.setdefault("SWAGSTORE_STREAM_MAX_CLIENTS", str(spare))
-
-
 def post_worker_init(worker):
-    """End open streams when the worker is told to stop, instead of after graceful_timeout."""
+    """Fit the worker's stream limit to its threads; end streams at once on SIGTERM."""
     from swagstore import stream
 
+    app = worker.wsgi
+    if app.config["STREAM_MAX_CLIENTS"] is None:  # not set in config.py or the environment
+        limit = max(1, worker.cfg.threads - STREAM_SPARE_THREADS)
+        stream.broker(app).max_clients = limit
+    # Without this a stopping worker waits graceful_timeout for streams that never end.
     previous = signal.getsignal(signal.SIGTERM)
 
     def stop(signum, frame):

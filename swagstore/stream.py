@@ -6,6 +6,11 @@ clients cost one query per tick, not a thousand. Every worker reads the shared l
 process memory, so a sale made through one worker reaches the clients of all of them. A
 client that resumes with Last-Event-ID, or falls behind the buffer, reads its gap from the
 database first.
+
+Following `id > last` relies on rows becoming visible in id order. SQLite guarantees it
+(one writer at a time, ids from max + 1). On PostgreSQL two transactions can commit out of
+id order; a row that lands behind a newer one is then missed by live clients until that
+item's next change (a reconnect or reload shows the right count).
 """
 
 from __future__ import annotations
@@ -255,7 +260,8 @@ def init_app(app: Flask) -> None:
     """Give the app its stream broker, reading the app's database for its store."""
     app.config.setdefault("STREAM_PING_SECONDS", 15)
     app.config.setdefault("STREAM_TICK_SECONDS", 0.1)
-    app.config.setdefault("STREAM_MAX_CLIENTS", 100)
+    # None: gunicorn.conf.py sizes it from the worker's threads; 100 under `flask run`.
+    app.config.setdefault("STREAM_MAX_CLIENTS", None)
     with app.app_context():
         engine = db.engine
     app.extensions["swagstore.stream"] = Broker(
@@ -263,7 +269,7 @@ def init_app(app: Flask) -> None:
         app.config["STORE_ID"],
         tick=float(app.config["STREAM_TICK_SECONDS"]),
         ping=float(app.config["STREAM_PING_SECONDS"]),
-        max_clients=int(app.config["STREAM_MAX_CLIENTS"]),
+        max_clients=int(app.config["STREAM_MAX_CLIENTS"] or 100),
     )
 
 

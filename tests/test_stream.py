@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from conftest import STORE, LiveServer, make_product
@@ -278,6 +279,23 @@ def test_resume_over_http_loses_nothing_under_concurrent_sales(app, live_server)
     assert len(ids) == 75
     last = {m["data"]["sku"]: m["data"]["available"] for m in received}
     assert last == {"tee-m": 175, "mug": 150}
+
+
+def test_gunicorn_fits_each_workers_stream_limit_to_its_threads(app, server_env):
+    make_product(app, "tee-m", stock=1)
+    server = LiveServer(server_env, threads=10).start()  # 10 threads - 8 spare = 2 streams
+    clients = [SSE(server) for _ in range(3)]
+    try:
+        assert [c.message().get("retry") for c in clients] == [
+            stream.RETRY_MS,
+            stream.RETRY_MS,
+            stream.BUSY_RETRY_MS,
+        ]
+        assert requests.get(server.url + "/healthz", timeout=DEADLINE).status_code == 200
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
 
 
 def worker_serving(server: LiveServer, client_port: int) -> int:
