@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from . import catalog, inventory
-from .models import PaymentLink, Stock, StockEvent, Task, db, utcnow
+from .models import PaymentLink, Stock, StockEvent, StripeEvent, Task, db, utcnow
 from .sales import Refused
 
 MAX_REASON = 200
@@ -94,6 +94,18 @@ def open_tasks() -> list[Task]:
     return list(
         db.session.scalars(
             select(Task).where(Task.status.in_(("pending", "running", "failed"))).order_by(Task.id)
+        )
+    )
+
+
+def unmatched_events(limit: int = 100) -> list[StripeEvent]:
+    """List Stripe events for an item or store this booth does not know, newest first."""
+    return list(
+        db.session.scalars(
+            select(StripeEvent)
+            .where(StripeEvent.outcome == "unmatched")
+            .order_by(StripeEvent.received_at.desc())
+            .limit(limit)
         )
     )
 

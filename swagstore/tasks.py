@@ -233,7 +233,8 @@ def _capture(task: Claimed) -> None:
     except payments.Rejected:
         if gw.retrieve_payment_intent(intent_id).status != "succeeded":
             raise
-    _set_sale(task.sale_id, captured=True)
+    # Also after staff retried a capture that had failed: the sale stands again.
+    _set_sale(task.sale_id, status="fulfilled", captured=True, note=None)
 
 
 def _cancel(task: Claimed) -> None:
@@ -248,6 +249,7 @@ def _cancel(task: Claimed) -> None:
     except payments.Rejected:
         if gw.retrieve_payment_intent(intent_id).status != "canceled":
             raise
+    _set_sale(task.sale_id, status="voided")
 
 
 def _end_hold(task: Claimed) -> None:

@@ -8,9 +8,10 @@ import re
 
 import pytest
 from sqlalchemy import inspect, select, text
+from stripe_fixtures import make_event, make_session
 
 from conftest import ADMIN_PASSWORD, STORE, csrf_from, log_in, make_product
-from swagstore import inventory, tasks
+from swagstore import fulfilment, inventory, tasks
 from swagstore.models import Sale, Stock, StockEvent, Task, db
 
 
@@ -422,3 +423,16 @@ def test_manual_capture_warns_about_sales_not_yet_captured(app_config):
     page = client.get("/admin").text
     assert "1 card sale handed over but not yet\n  captured" in page
     assert "(not captured yet)" in client.get("/admin/sales").text
+
+
+def test_tasks_page_reports_payments_for_unknown_items(app, client):
+    make_product(app, stock=1)
+    event = make_event(make_session("no-such-sku"))
+    with app.app_context():
+        fulfilment.apply(event)
+    log_in(client)
+
+    page = client.get("/admin/tasks").text
+
+    assert f'id="event-{event["id"]}"' in page
+    assert "unknown item &#39;no-such-sku&#39;" in page

@@ -45,7 +45,7 @@ def task(app, task_id):
 
 def test_two_runners_never_run_the_same_task(app, server_env):
     make_product(app, stock=1)  # no payment link: each sync finds nothing to switch
-    queue(app, 600)
+    queue(app, 400)
     cmd = [sys.executable, "-m", "flask", "--app", "swagstore", "run-tasks", "--once"]
     env = {**os.environ, **server_env}
     runners = [
@@ -56,13 +56,13 @@ def test_two_runners_never_run_the_same_task(app, server_env):
 
     assert [r.returncode for r in runners] == [0, 0, 0, 0]
     ran = [int(out.split()[1]) for out in outputs if out.startswith("Ran ")]
-    assert sum(ran) == 600
+    assert sum(ran) == 400
     assert len(ran) > 1, "the runners did not overlap"
     with app.app_context():
         rows = db.session.execute(
             select(Task.status, Task.attempts, func.count()).group_by(Task.status, Task.attempts)
         ).all()
-    assert [tuple(r) for r in rows] == [("done", 1, 600)]
+    assert [tuple(r) for r in rows] == [("done", 1, 400)]
 
 
 def test_a_transient_failure_is_retried_later_with_backoff(app):

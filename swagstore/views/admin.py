@@ -171,7 +171,11 @@ def report() -> str:
 @bp.get("/tasks")
 def tasks() -> str:
     """List Stripe tasks not yet done, with their last error."""
-    return render_template("admin/tasks.html", tasks=backoffice.open_tasks())
+    return render_template(
+        "admin/tasks.html",
+        tasks=backoffice.open_tasks(),
+        unmatched=backoffice.unmatched_events(),
+    )
 
 
 @bp.post("/tasks/<int:task_id>/retry")
