@@ -19,6 +19,12 @@ DEFAULTS: dict[str, Any] = {
     # pk_test_… / pk_live_…: Stripe Elements needs it on the payment_intent card page.
     "STRIPE_PUBLISHABLE_KEY": None,
     "STRIPE_API_BASE": None,
+    # Seconds per Stripe request, and the SDK's retries of a failed one (same idempotency key).
+    "STRIPE_TIMEOUT": 20,
+    "STRIPE_MAX_RETRIES": 2,
+    # Sandbox only: deliver its events to the webhook (SANDBOX_WEBHOOK_URL, else in process).
+    "SANDBOX_DELIVER": True,
+    "SANDBOX_WEBHOOK_URL": None,
     "STORE_ID": "booth",
     "PURCHASE_MODE": "payment_link",
     "LINK_CAPTURE": "automatic",
@@ -79,6 +85,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     tasks.init_app(app)
 
+    from . import sandbox
     from .views import admin, api, kiosk, shop, webhook
 
     admin.csrf.init_app(app)
@@ -87,6 +94,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(shop.bp)
     app.register_blueprint(kiosk.bp)
     app.register_blueprint(webhook.bp)
+    sandbox.init_app(app)
     return app
 
 

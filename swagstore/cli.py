@@ -158,6 +158,32 @@ def parse_since(value: str | None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+@click.command("sync-stripe")
+@with_appcontext
+def sync_stripe_command() -> None:
+    """Create or find the Stripe product, price and payment link of every item."""
+    config = current_app.config
+    where = "the sandbox" if config["SANDBOX"] else "Stripe"
+    try:
+        results = catalog.sync_stripe(
+            config["STORE_ID"], config["LINK_CAPTURE"], payments.gateway(), echo=click.echo
+        )
+    except payments.PaymentsError as e:
+        db.session.rollback()
+        hint = "check STRIPE_SECRET_KEY" if e.status in (401, 403) else "run sync-stripe again"
+        raise click.ClickException(
+            f"{where} refused or failed ({e}); items already synced are kept; {hint}."
+        ) from None
+    created = [thing for r in results for thing in r.created]
+    click.echo(
+        f"Synced {len(results)} items with {where}: {created.count('product')} products, "
+        f"{created.count('price')} prices, {created.count('link')} links created; "
+        f"{sum(1 for r in results if r.switched)} links switched; "
+        f"{sum(1 for r in results if r.retired)} retired; "
+        f"{sum(1 for r in results if not (r.created or r.switched or r.retired))} unchanged."
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the commands with the app."""
     for command in (
@@ -167,5 +193,6 @@ def init_app(app: Flask) -> None:
         run_tasks_command,
         poll_events_command,
         reconcile_command,
+        sync_stripe_command,
     ):
         app.cli.add_command(command)

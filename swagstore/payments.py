@@ -3,13 +3,20 @@
 No other module imports `stripe`. Callers get plain Stripe objects back (attribute access,
 not dicts) and two kinds of error: `Transient` (retry later, same idempotency key) and
 `Rejected` (Stripe said no for good; retrying will not help).
+
+Transport: with STRIPE_API_BASE set the SDK talks HTTP to it (Stripe, stripe-mock, or a
+live server's `/sandbox`). In sandbox mode without it, `InProcessClient` hands each request
+to the app's own WSGI app, so CLI commands and the server reach the sandbox with no network
+and no request to itself. Either way the real SDK encodes, authenticates and retries.
+Never call the gateway inside a database transaction: the sandbox writes to the same file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import stripe
 from flask import Flask, current_app
@@ -23,6 +30,7 @@ from stripe.params import (
     PaymentLinkRetrieveParams,
     PaymentLinkUpdateParams,
     PriceCreateParams,
+    PriceRetrieveParams,
     ProductCreateParams,
     RefundCreateParams,
 )
@@ -41,6 +49,7 @@ EXTENSION = "swagstore.payments"
 SANDBOX_KEY = "sk_test_swagstore_sandbox"
 TIMEOUT_SECONDS = 20
 NETWORK_RETRIES = 2
+SANDBOX_ORIGIN = "http://localhost"
 
 
 class PaymentsError(Exception):
@@ -67,9 +76,20 @@ class BadSignature(Exception):
 class Gateway:
     """Stripe calls the store makes, each one line over the SDK."""
 
-    def __init__(self, client: stripe.StripeClient, webhook_secret: str | None) -> None:
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        webhook_secret: str | None,
+        http_client: stripe.HTTPClient | None = None,
+    ) -> None:
         self.client = client
         self.webhook_secret = webhook_secret
+        self.http_client = http_client
+
+    def close(self) -> None:
+        """Close the HTTP connections this thread opened."""
+        if self.http_client is not None:
+            self.http_client.close()  # type: ignore[no-untyped-call]
 
     # Catalog -----------------------------------------------------------------------------
 
@@ -80,6 +100,10 @@ class Gateway:
     def create_price(self, params: PriceCreateParams, key: str) -> stripe.Price:
         """Create a price."""
         return _call(self.client.v1.prices.create, params, key)
+
+    def retrieve_price(self, price_id: str) -> stripe.Price:
+        """Fetch a price."""
+        return _call(partial(self.client.v1.prices.retrieve, price_id), PriceRetrieveParams())
 
     def create_payment_link(self, params: PaymentLinkCreateParams, key: str) -> stripe.PaymentLink:
         """Create a payment link."""
@@ -191,6 +215,8 @@ def _call(method: Callable[[P, stripe.RequestOptions], T], params: P, key: str |
     options: stripe.RequestOptions = {"idempotency_key": key} if key else {}
     try:
         return method(params, options)
+    except stripe.AuthenticationError as e:
+        raise Rejected(_message(e), e.code, e.http_status or 401) from e
     except (stripe.APIConnectionError, stripe.RateLimitError) as e:
         raise Transient(_message(e), e.code, e.http_status) from e
     except stripe.StripeError as e:
@@ -205,20 +231,73 @@ def _message(error: stripe.StripeError) -> str:
     return error.user_message or str(error) or type(error).__name__
 
 
+class InProcessClient(stripe.HTTPClient):
+    """An SDK transport that serves each request from the app itself (the offline sandbox)."""
+
+    name = "swagstore-in-process"
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__()
+        self.app = app
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[str, int, Mapping[str, str]]:
+        """Run one request through the app's WSGI stack and return (body, status, headers)."""
+        parts = urlsplit(url)
+        response = self.app.test_client().open(
+            parts.path,
+            method=method,
+            base_url=f"{parts.scheme}://{parts.netloc}",
+            query_string=parts.query,
+            headers=dict(headers or {}),
+            data=post_data,
+        )
+        try:
+            # Werkzeug's Headers look names up case-insensitively, as the SDK expects.
+            headers = cast(Mapping[str, str], response.headers)
+            return response.get_data(as_text=True), response.status_code, headers
+        finally:
+            response.close()
+
+    def close(self) -> None:
+        """Nothing to close: no connections are opened."""
+
+
 def make_gateway(
     secret_key: str,
     webhook_secret: str | None,
     api_base: str | None = None,
     http_client: stripe.HTTPClient | None = None,
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+    retries: int = NETWORK_RETRIES,
 ) -> Gateway:
     """Build a gateway for a key, optionally pointed at another API base URL."""
+    http_client = http_client or stripe.RequestsClient(timeout=timeout)
     client = stripe.StripeClient(
         secret_key,
         base_addresses={"api": api_base} if api_base else {},
-        max_network_retries=NETWORK_RETRIES,
-        http_client=http_client or stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
+        max_network_retries=retries,
+        http_client=http_client,
     )
-    return Gateway(client, webhook_secret)
+    return Gateway(client, webhook_secret, http_client)
+
+
+def webhook_secret(app: Flask) -> str | None:
+    """Return the secret webhooks are verified with (the sandbox's own in sandbox mode)."""
+    if app.config["SANDBOX"]:
+        from .sandbox.delivery import signing_secret
+
+        return signing_secret(app.config)
+    secret: str | None = app.config["STRIPE_WEBHOOK_SECRET"]
+    return secret
 
 
 def init_app(app: Flask) -> None:
@@ -228,13 +307,30 @@ def init_app(app: Flask) -> None:
 
 def gateway() -> Gateway:
     """Return the current app's gateway."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     gw: Gateway | None = app.extensions.get(EXTENSION)
     if gw is None:
+        config = app.config
+        api_base: str | None = config["STRIPE_API_BASE"]
+        http_client: stripe.HTTPClient | None = None
+        if config["SANDBOX"] and not api_base:
+            api_base = (config["PUBLIC_URL"] or SANDBOX_ORIGIN).rstrip("/") + "/sandbox"
+            http_client = InProcessClient(app)
         gw = make_gateway(
-            app.config["STRIPE_SECRET_KEY"] or SANDBOX_KEY,
-            app.config["STRIPE_WEBHOOK_SECRET"],
-            app.config["STRIPE_API_BASE"],
+            config["STRIPE_SECRET_KEY"] or SANDBOX_KEY,
+            webhook_secret(app),
+            api_base,
+            http_client,
+            timeout=float(config.get("STRIPE_TIMEOUT", TIMEOUT_SECONDS)),
+            retries=int(config.get("STRIPE_MAX_RETRIES", NETWORK_RETRIES)),
         )
         app.extensions[EXTENSION] = gw
     return gw
+
+
+def close(app: Flask) -> None:
+    """Close and forget the app's gateway (tests, or after a config change)."""
+    gw: Gateway | None = app.extensions.get(EXTENSION)
+    if gw is not None:
+        gw.close()
+    app.extensions[EXTENSION] = None

@@ -180,3 +180,99 @@ def log_in_http(base_url: str, password: str = ADMIN_PASSWORD) -> tuple[requests
     )
     assert response.status_code == 303, response.text
     return http, csrf_from(http.get(base_url + "/admin", timeout=30).text)
+
+
+class Sandbox:
+    """A live server in sandbox mode, and what a test needs to play the visitor's phone.
+
+    `url` is the server, `api_base` its Stripe API base (`<url>/sandbox`), also set as the
+    in-process `app`'s STRIPE_API_BASE so `payments.gateway()` reaches it with the real SDK.
+    Helpers answer the sandbox's JSON:
+    - `open_session(link_id)` -> {"id", "url"}: a phone opening a payment link.
+    - `pay(session, method="card")` -> the Checkout Session, paid (`session` is an id or its
+      url; method "delayed" completes it unpaid, then `settle(session, "succeeded")`).
+    - `confirm(intent_id, client_secret)` -> the PaymentIntent, authorized by the card form.
+    - `fault(path_prefix, count, mode="error"|"timeout", seconds=...)`: next calls fail.
+    - `ledger()` -> {"entries", "payment_intents": {pi: {action: {"count", "amount"}}}}.
+    - `events(*types)` -> events newest first; `deliveries()` -> webhook delivery attempts.
+    - `advance_clock(seconds)`: move the sandbox's time on (due sessions expire).
+    - `api(method, path, **kw)`: a raw authenticated request to `<api_base>/v1/<path>`.
+    """
+
+    KEY = "sk_test_swagstore_sandbox"
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.url = server.url
+        self.api_base = server.url + "/sandbox"
+
+    def _post(self, path: str, **kwargs) -> dict:
+        response = requests.post(
+            self.url + path, headers={"Accept": "application/json"}, timeout=60, **kwargs
+        )
+        assert response.status_code < 300, (path, response.status_code, response.text)
+        return response.json()
+
+    def open_session(self, link_id: str) -> dict:
+        return self._post(f"/sandbox/payment_links/{link_id}/sessions")
+
+    def pay(self, session: str, method: str = "card") -> dict:
+        session_id = session.rstrip("/").rsplit("/", 1)[-1]
+        return self._post(f"/sandbox/checkout/{session_id}/pay", data={"method": method})
+
+    def settle(self, session: str, outcome: str = "succeeded") -> dict:
+        session_id = session.rstrip("/").rsplit("/", 1)[-1]
+        return self._post(f"/sandbox/checkout/{session_id}/settle", data={"outcome": outcome})
+
+    def confirm(self, intent_id: str, client_secret: str) -> dict:
+        return self._post(
+            f"/sandbox/payment_intents/{intent_id}/confirm", data={"client_secret": client_secret}
+        )
+
+    def fault(self, path_prefix: str, count: int = 1, mode: str = "error", seconds: float = 0):
+        body = {"path_prefix": path_prefix, "count": count, "mode": mode, "seconds": seconds}
+        return self._post("/sandbox/_control/faults", json=body)
+
+    def ledger(self) -> dict:
+        return requests.get(self.url + "/sandbox/_control/ledger", timeout=60).json()
+
+    def deliveries(self) -> list[dict]:
+        return requests.get(self.url + "/sandbox/_control/deliveries", timeout=60).json()[
+            "deliveries"
+        ]
+
+    def advance_clock(self, seconds: float) -> dict:
+        return self._post("/sandbox/_control/clock", json={"advance": seconds})
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.KEY}", **kwargs.pop("headers", {})}
+        return requests.request(
+            method, f"{self.api_base}/v1/{path}", headers=headers, timeout=60, **kwargs
+        )
+
+    def events(self, *types: str) -> list[dict]:
+        params = {"limit": 100, **{f"types[{n}]": t for n, t in enumerate(types)}}
+        return self.api("GET", "events", params=params).json()["data"]
+
+
+@pytest.fixture
+def sandbox_env() -> dict[str, str]:
+    """Extra SWAGSTORE_* settings for the sandbox server; override it in a test module."""
+    return {}
+
+
+@pytest.fixture
+def sandbox(app, server_env, sandbox_env) -> Iterator[Sandbox]:
+    """A live sandbox-mode server on this test's database; `app` talks to it over HTTP."""
+    from swagstore import payments
+
+    server = LiveServer({**server_env, **sandbox_env})
+    server.env["SWAGSTORE_STRIPE_API_BASE"] = server.url + "/sandbox"
+    server.start()
+    app.config["STRIPE_API_BASE"] = server.url + "/sandbox"
+    payments.close(app)
+    try:
+        yield Sandbox(server)
+    finally:
+        payments.close(app)
+        server.stop()

@@ -1,0 +1,33 @@
+"""The offline sandbox: the Stripe API subset the app uses, its hosted pages and webhooks.
+
+Mounted at /sandbox when no STRIPE_SECRET_KEY is set. It is a fake Stripe server written
+with Flask and SQLAlchemy (it never imports `stripe`); the app reaches it through the real
+SDK, so the gateway code is the same online and offline.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import models  # noqa: F401  (registers the sandbox_ tables for create_all)
+from .delivery import Deliverer
+
+deliverer = Deliverer()
+
+
+def init_app(app: Flask) -> None:
+    """Mount the sandbox on a sandbox-mode app and deliver its events in the background."""
+    if not app.config["SANDBOX"]:
+        return
+    from . import api, pages
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+
+    # Started on the first request, in each worker process, never in CLI commands or
+    # in-process test apps (those call delivery.deliver_due themselves).
+    if app.config["SANDBOX_DELIVER"] and not app.testing:
+
+        @app.before_request
+        def start_delivery() -> None:
+            deliverer.ensure_started(app)
