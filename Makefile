@@ -21,6 +21,8 @@ install: $(VENV)/.installed
 dev: $(VENV)/.installed
 	$(FLASK) init-db
 	$(FLASK) load-catalog instance/catalog.toml
+	@# Payment links in the sandbox (or on Stripe, with a key), pointing phones at this server.
+	SWAGSTORE_PUBLIC_URL=$${SWAGSTORE_PUBLIC_URL:-http://$(HOST):$(PORT)} $(FLASK) sync-stripe
 	@# The sandbox's staff password: made once, kept in the git-ignored instance folder.
 	@test -s instance/admin_password || (umask 077 && $(BIN)/python -c \
 		"import secrets; print(secrets.token_urlsafe(12))" > instance/admin_password)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import stripe
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context, request
 from stripe.params import (
     EventListParams,
     PaymentIntentCancelParams,
@@ -251,10 +251,14 @@ class InProcessClient(stripe.HTTPClient):
     ) -> tuple[str, int, Mapping[str, str]]:
         """Run one request through the app's WSGI stack and return (body, status, headers)."""
         parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if has_request_context():
+            # Hosted-page URLs then point where the visitor reached this app.
+            origin = request.host_url.rstrip("/")
         response = self.app.test_client().open(
             parts.path,
             method=method,
-            base_url=f"{parts.scheme}://{parts.netloc}",
+            base_url=origin,
             query_string=parts.query,
             headers=dict(headers or {}),
             data=post_data,

@@ -73,6 +73,14 @@ def test_make_dev_from_a_fresh_clone_serves_the_demo_store(tmp_path):
             i["sku"] for i in body["items"]
         }
         assert (clone / "instance" / "swagstore.sqlite").exists()
+        # sync-stripe gave every item a sandbox payment link that opens a checkout here.
+        assert all(i["payment_link_id"] for i in body["items"])
+        tee = next(i for i in body["items"] if i["sku"] == "tee-m")
+        assert tee["buy_url"].startswith(f"http://127.0.0.1:{port}/sandbox/pay/plink_")
+        checkout = requests.get(tee["buy_url"], timeout=30)
+        assert checkout.status_code == 200, checkout.text
+        assert "/sandbox/checkout/cs_test_" in checkout.url
+        assert "SANDBOX: no real payments" in checkout.text
         # The printed password opens the back office.
         with requests.Session() as http:
             login = f"http://127.0.0.1:{port}/admin/login"
