@@ -158,7 +158,7 @@ def capture_intent(intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
             f"{intent['status']}. Only a PaymentIntent with one of the following statuses "
             "may be captured: requires_capture."
         )
-    amount = integer(params, "amount_to_capture") or intent["amount_capturable"]
+    amount = _positive(params, "amount_to_capture", default=intent["amount_capturable"])
     if amount > intent["amount_capturable"]:
         raise invalid(
             "The amount to capture must be less than or equal to the amount capturable.",
@@ -209,7 +209,7 @@ def create_refund(params: dict[str, Any]) -> dict[str, Any]:
             f"Charge {intent['latest_charge']} has already been refunded.",
             code="charge_already_refunded",
         )
-    amount = integer(params, "amount") or left
+    amount = _positive(params, "amount", default=left)
     if amount > left:
         raise invalid(
             f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
@@ -243,6 +243,15 @@ def create_refund(params: dict[str, Any]) -> dict[str, Any]:
     record("refund", intent, amount)
     emit("refund.created", data)
     return data
+
+
+def _positive(params: dict[str, Any], name: str, *, default: int) -> int:
+    value = integer(params, name)
+    if value is None:
+        return default
+    if value < 1:
+        raise invalid("This value must be greater than or equal to 1.", param=name)
+    return value
 
 
 def _refund_target(params: dict[str, Any]) -> dict[str, Any]:

@@ -102,7 +102,8 @@ def record(action: str, intent: dict[str, Any], amount: int) -> None:
 
 def page(stmt: Select[Any], seq: Any, params: dict[str, Any], url: str, lookup: Any) -> dict:
     """Answer a Stripe list object for rows of `stmt`, newest first, with cursor params."""
-    limit = integer(params, "limit") or 10
+    limit = integer(params, "limit")
+    limit = 10 if limit is None else limit
     if not 1 <= limit <= 100:
         raise invalid("This value must be between 1 and 100.", param="limit")
     after, before = text(params, "starting_after"), text(params, "ending_before")
