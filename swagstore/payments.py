@@ -13,6 +13,7 @@ Never call the gateway inside a database transaction: the sandbox writes to the 
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -255,7 +256,10 @@ class InProcessClient(stripe.HTTPClient):
         if has_request_context():
             # Hosted-page URLs then point where the visitor reached this app.
             origin = request.host_url.rstrip("/")
-        response = self.app.test_client().open(
+        # An empty context: the sandbox gets its own app context and database session, as
+        # it would in another process, instead of joining the caller's.
+        response = contextvars.Context().run(
+            self.app.test_client().open,
             parts.path,
             method=method,
             base_url=origin,

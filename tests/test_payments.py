@@ -273,3 +273,14 @@ def test_construct_event_accepts_the_sandbox_signature_and_refuses_forgeries(app
         with pytest.raises(payments.BadSignature):
             gw.construct_event(payload.encode(), None)
     payments.close(app)
+
+
+def test_in_process_calls_never_join_the_callers_session(app):
+    from swagstore.models import Store, db
+
+    with app.app_context():
+        db.session.add(Store(id="ghost", name="never committed"))
+        assert payments.gateway().create_product({"name": "Mug"}, None).name == "Mug"
+        db.session.rollback()
+        assert db.session.get(Store, "ghost") is None
+    payments.close(app)

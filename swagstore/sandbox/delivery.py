@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
@@ -141,7 +142,9 @@ def app_sender(app: Flask, path: str = "/stripe/webhook") -> Send:
     """Return a sender that hands the POST to the app's own webhook, in process."""
 
     def send(payload: bytes, headers: dict[str, str]) -> int:
-        response = app.test_client().post(path, data=payload, headers=headers)
+        # An empty context, so the webhook runs in its own app context and session.
+        client = app.test_client()
+        response = contextvars.Context().run(client.post, path, data=payload, headers=headers)
         response.close()
         return response.status_code
 
