@@ -179,3 +179,19 @@ def test_the_sandbox_is_absent_when_a_real_key_is_set(app_config):
     live = create_app({**app_config, "STRIPE_SECRET_KEY": "sk_test_real_account"})
     assert live.config["SANDBOX"] is False
     assert live.test_client().get("/sandbox/v1/products").status_code == 404
+
+
+def test_concurrent_requests_with_one_idempotency_key_create_one_object(sandbox):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(_: int) -> requests.Response:
+        return sandbox.api(
+            "POST", "products", data={"name": "Hoodie"}, headers={"Idempotency-Key": "same"}
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(create, range(16)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 15
+    assert len(sandbox.api("GET", "products").json()["data"]) == 1

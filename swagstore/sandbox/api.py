@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..models import db
 from . import checkout, faults, intents, products
@@ -60,7 +61,20 @@ def stripe_api(view: View) -> View:
             return _json(body, 500, request_id)
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         body, status, replayed = _run(view, kwargs, api_key, key, request_id)
-        db.session.commit()
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # A twin request with this key committed first (possible on PostgreSQL, where
+            # nothing serialises them): undo ours and answer 409, which the SDK retries.
+            db.session.rollback()
+            error = StripeError(
+                409,
+                "idempotency_error",
+                "There is currently another in-progress request using this Idempotent Key "
+                "(that probably means you submitted twice, and the other request is still "
+                "going through): " + str(key),
+            )
+            body, status, replayed = error.body(), error.status, False
         if fault is not None:
             # The work is done and stored; only the answer is late, as when a network drops.
             time.sleep(fault.seconds)
