@@ -157,7 +157,19 @@ def test_the_card_form_confirms_only_with_the_client_secret(sandbox):
         timeout=30,
     )
     assert forged.status_code == 400
-    confirmed = sandbox.confirm(intent["id"], intent["client_secret"])
+    back = requests.post(
+        f"{sandbox.url}/sandbox/payment_intents/{intent['id']}/confirm",
+        data={"client_secret": intent["client_secret"], "return_url": "http://shop.test/thanks"},
+        headers={"Accept": "text/html"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert back.status_code == 303
+    assert back.headers["Location"] == (
+        f"http://shop.test/thanks?payment_intent={intent['id']}"
+        f"&payment_intent_client_secret={intent['client_secret']}&redirect_status=succeeded"
+    )
+    confirmed = sandbox.api("GET", f"payment_intents/{intent['id']}").json()
     assert (confirmed["status"], confirmed["amount_capturable"]) == ("requires_capture", 900)
     assert len(sandbox.events("payment_intent.amount_capturable_updated")) == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, render_template, request
 from werkzeug.exceptions import BadRequest
@@ -122,7 +123,15 @@ def confirm(intent_id: str) -> Any:
     db.session.commit()
     return_url = request.values.get("return_url")
     if return_url and not _wants_json():
-        return redirect(return_url, 303)
+        # As Stripe.js does after confirmPayment: back to the shop, saying which payment.
+        query = urlencode(
+            {
+                "payment_intent": intent["id"],
+                "payment_intent_client_secret": intent["client_secret"],
+                "redirect_status": "succeeded",
+            }
+        )
+        return redirect(f"{return_url}{'&' if '?' in return_url else '?'}{query}", 303)
     return _answer("sandbox/paid.html", intent, session=None, intent=intent, message=None)
 
 
