@@ -81,5 +81,5 @@
   setLive(false);
   banner.hidden = true;
   connect();
-  setInterval(refreshLinks, 60000);
+  setInterval(refreshLinks, Number(main.dataset.refreshSeconds) * 1000);
 })();

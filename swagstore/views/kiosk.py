@@ -86,6 +86,7 @@ def kiosk() -> str:
         "kiosk.html",
         cards=cards(catalog.listings(config["STORE_ID"]), config["PURCHASE_MODE"], base),
         low_stock=LOW_STOCK,
+        refresh_seconds=config.get("KIOSK_REFRESH_SECONDS", 60),
         money=money,
     )
 

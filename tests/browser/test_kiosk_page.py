@@ -11,10 +11,11 @@ import requests
 import zxingcpp
 from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from sqlalchemy import select
 
 from conftest import ROOT, STORE, LiveServer
 from swagstore import catalog, inventory
-from swagstore.models import PaymentLink, db
+from swagstore.models import PaymentLink, db, utcnow
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -202,3 +203,42 @@ def test_phone_layout_fits_the_screen(app, browser, kiosk):
     finally:
         context.close()
     assert width <= 390
+
+
+def add_link(app, sku: str, url: str, link_id: str) -> None:
+    """Give an item a current payment link, retiring the one it had (as sync-stripe does)."""
+    with app.app_context():
+        for old in db.session.scalars(
+            select(PaymentLink).where(PaymentLink.sku == sku, PaymentLink.retired_at.is_(None))
+        ):
+            old.retired_at = utcnow()
+        db.session.flush()
+        db.session.add(PaymentLink(id=link_id, sku=sku, store=STORE, url=url, price_id="price_1"))
+        db.session.commit()
+
+
+def read_tile(tile: Locator) -> list[str]:
+    codes = zxingcpp.read_barcodes(Image.open(io.BytesIO(tile.screenshot())))
+    return [c.text for c in codes]
+
+
+def test_a_payment_link_made_later_shows_up_without_a_reload(app, page, demo_catalog, server_env):
+    server = LiveServer({**server_env, "SWAGSTORE_KIOSK_REFRESH_SECONDS": "1"}).start()
+    try:
+        open_kiosk(page, server)
+        mug = variant(page, "mug")
+        expect(page.locator(".variant .pending")).to_have_count(len(demo_catalog))
+        expect(mug.locator(".pending")).to_have_text("Not on sale yet")
+
+        add_link(app, "mug", "https://buy.stripe.com/test_mugFirst0001", "plink_a")
+        expect(mug.locator(".qr")).to_be_visible()
+        page.wait_for_function("document.querySelector('[data-sku=mug] img.qr').naturalWidth > 0")
+        assert read_tile(mug.locator(".tile")) == ["https://buy.stripe.com/test_mugFirst0001"]
+
+        add_link(app, "mug", "https://buy.stripe.com/test_mugSecond002", "plink_b")
+        expect(mug).to_have_attribute("data-buy-url", "https://buy.stripe.com/test_mugSecond002")
+        page.wait_for_function("document.querySelector('[data-sku=mug] img.qr').naturalWidth > 0")
+        assert read_tile(mug.locator(".tile")) == ["https://buy.stripe.com/test_mugSecond002"]
+        expect(page.locator(".variant .pending")).to_have_count(len(demo_catalog) - 1)
+    finally:
+        server.stop()
