@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import select
 
-from conftest import ROOT, STORE, LiveServer
+from conftest import ROOT, STORE, LiveServer, make_product
 from swagstore import catalog, inventory
 from swagstore.models import PaymentLink, db, utcnow
 
@@ -242,3 +243,52 @@ def test_a_payment_link_made_later_shows_up_without_a_reload(app, page, demo_cat
         expect(page.locator(".variant .pending")).to_have_count(len(demo_catalog) - 1)
     finally:
         server.stop()
+
+
+def test_paying_through_the_sandbox_ticks_down_sells_out_and_restocks(app, runner, page, sandbox):
+    """A visitor pays on the sandbox's hosted page; the kiosk follows the webhook's stock."""
+    make_product(app, "hoodie", stock=2, name="Zip hoodie")
+    make_product(app, "mug", stock=5, name="Enamel mug")
+    synced = runner.invoke(args=["sync-stripe"])
+    assert synced.exit_code == 0, synced.output
+    with app.app_context():
+        links = {
+            link.sku: link
+            for link in db.session.scalars(
+                select(PaymentLink).where(PaymentLink.retired_at.is_(None))
+            )
+        }
+    open_kiosk(page, sandbox.server)
+    hoodie = variant(page, "hoodie")
+    expect(hoodie.locator(".qr")).to_be_visible()
+    png = screenshot(page, "kiosk-sandbox-links")
+    codes = zxingcpp.read_barcodes(
+        Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode
+    )
+    assert sorted(c.text for c in codes) == sorted(link.url for link in links.values())
+
+    sandbox.pay(sandbox.open_session(links["hoodie"].id)["id"])
+    expect(hoodie.locator(".count .n")).to_have_text("1")
+    sandbox.pay(sandbox.open_session(links["hoodie"].id)["id"])  # the last one
+    expect(hoodie.locator(".sold-out")).to_be_visible()
+    expect(hoodie.locator(".qr")).to_be_hidden()
+    expect(variant(page, "mug").locator(".count .n")).to_have_text("5")
+    # What a phone scanning the code now meets: the link was switched off.
+    assert link_answers(sandbox, links["hoodie"].id, 410)
+
+    change(app, inventory.restock, "hoodie", STORE, 3)
+    expect(hoodie.locator(".qr")).to_be_visible()
+    expect(hoodie.locator(".sold-out")).to_be_hidden()
+    expect(hoodie.locator(".count .n")).to_have_text("3")
+    assert link_answers(sandbox, links["hoodie"].id, 201)
+
+
+def link_answers(sandbox, link_id: str, status: int, deadline: float = 30) -> bool:
+    """Wait until opening the payment link answers `status` (its switch runs after commit)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        url = f"{sandbox.url}/sandbox/payment_links/{link_id}/sessions"
+        if requests.post(url, timeout=30).status_code == status:
+            return True
+        time.sleep(0.2)
+    return False
