@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
+from conftest import make_product
 from swagstore.sandbox.errors import StripeError
 from swagstore.sandbox.forms import decode
 
@@ -207,3 +210,33 @@ def test_concurrent_requests_with_one_idempotency_key_create_one_object(sandbox)
     assert len({r.json()["id"] for r in responses}) == 1
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 15
     assert len(sandbox.api("GET", "products").json()["data"]) == 1
+
+
+def test_in_process_delivery_reaches_the_apps_webhook_and_an_oversold_payment_is_refunded(
+    app, runner, sandbox
+):
+    """The reference flow offline: sync, two phones pay for the last unit, one is refunded."""
+    make_product(app, "tee-m", stock=1)
+    assert runner.invoke(args=["sync-stripe"]).exit_code == 0
+    link = requests.get(sandbox.url + "/api/stock", timeout=30).json()["items"][0]
+    first = sandbox.open_session(link["payment_link_id"])
+    second = sandbox.open_session(link["payment_link_id"])
+    paid = [sandbox.pay(first["url"]), sandbox.pay(second["url"])]
+
+    def settled():
+        item = requests.get(sandbox.url + "/api/stock", timeout=30).json()["items"][0]
+        refunds = [e for e in sandbox.ledger()["entries"] if e["action"] == "refund"]
+        return item["sold"] == 1 and refunds and (item, refunds)
+
+    deadline = time.monotonic() + 90
+    while not (done := settled()):
+        assert time.monotonic() < deadline, "the oversold payment was not refunded in 90 s"
+        time.sleep(0.2)
+    item, refunds = done
+    assert (item["available"], item["on_hand"], item["sold_out"]) == (0, 0, True)
+    assert len(refunds) == 1
+    assert refunds[0]["payment_intent"] in {s["payment_intent"] for s in paid}
+    deliveries = sandbox.deliveries()
+    completed = [d for d in deliveries if d["type"] == "checkout.session.completed"]
+    assert [d["status"] for d in completed] == ["delivered", "delivered"]
+    assert {d["last_status"] for d in completed} == {200}
