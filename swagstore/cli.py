@@ -171,8 +171,10 @@ def sync_stripe_command() -> None:
     except payments.PaymentsError as e:
         db.session.rollback()
         hint = "check STRIPE_SECRET_KEY" if e.status in (401, 403) else "run sync-stripe again"
+        # The SDK's network errors run to several lines; the last one says what happened.
+        reason = str(e).strip().splitlines()[-1]
         raise click.ClickException(
-            f"{where} refused or failed ({e}); items already synced are kept; {hint}."
+            f"{where} refused or failed ({reason}); items already synced are kept; {hint}."
         ) from None
     created = [thing for r in results for thing in r.created]
     click.echo(

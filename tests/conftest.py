@@ -257,7 +257,11 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox_env() -> dict[str, str]:
-    """Extra SWAGSTORE_* settings for the sandbox server; override it in a test module."""
+    """Extra SWAGSTORE_* settings for the sandbox server; override it in a test module.
+
+    An override applies to every test of that module: e.g. SANDBOX_WEBHOOK_URL sends the
+    events to a test receiver instead of the app's own /stripe/webhook.
+    """
     return {}
 
 
