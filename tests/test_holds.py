@@ -427,3 +427,51 @@ def test_the_runner_round_starts_ending_due_holds(app):
         # No session or intent was ever attached, so nothing on Stripe needs ending.
         assert holds.status(held.id) == "released"
         assert level() == (1, 0)
+
+
+# checkout.session.completed and .expired for one hold, delivered in both orders ---------
+
+
+def checkout_hold(app, stock: int = 1) -> tuple[int, dict]:
+    make_product(app, stock=stock)
+    with app.app_context():
+        held = holds.start_hold("tee-m", STORE, 300)
+        session = make_session(hold=str(held.id))
+        holds.attach(held.id, session_id=session["id"])
+    return held.id, session
+
+
+def test_completed_then_expired_keeps_the_sale(app):
+    hold_id, session = checkout_hold(app)
+    with app.app_context():
+        fulfilment.apply(make_event(session, "checkout.session.completed"))
+        result = fulfilment.apply(make_event(session, "checkout.session.expired"))
+        assert result.outcome == "ignored"
+        assert holds.status(hold_id) == "settled"
+        assert sales() == [("fulfilled", hold_id, True)]
+        assert level() == (0, 0)
+
+
+def test_expired_then_completed_sells_from_what_is_available(app):
+    hold_id, session = checkout_hold(app)
+    with app.app_context():
+        fulfilment.apply(make_event(session, "checkout.session.expired"))
+        assert holds.status(hold_id) == "released" and level() == (1, 0)
+        fulfilment.apply(make_event(session, "checkout.session.completed"))
+        # The released unit is still there: the payment takes it, like a link's.
+        assert sales() == [("fulfilled", None, True)]
+        assert level() == (0, 0)
+
+
+def test_expired_then_completed_after_the_unit_went_elsewhere_refunds(app):
+    hold_id, session = checkout_hold(app)
+    with app.app_context():
+        fulfilment.apply(make_event(session, "checkout.session.expired"))
+        other = holds.start_hold("tee-m", STORE, 300, "another visitor")
+        assert other is not None and level() == (1, 1)
+        fulfilment.apply(make_event(session, "checkout.session.completed"))
+        # No unit for it: never a sale without a unit, the payment is refunded.
+        assert sales() == [("refund_pending", None, False)]
+        assert [kind for kind, _, _ in queued()] == ["refund"]
+        assert level() == (1, 1)
+        assert holds.status(other.id) == "active"
