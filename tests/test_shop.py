@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import select
+import collections
+import re
+import threading
+import time
+from datetime import timedelta
 
-from conftest import STORE, free_port, make_product
-from swagstore import create_app, inventory
-from swagstore.models import Hold, Stock, db
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from conftest import STORE, LiveServer, Sandbox, free_port, make_product
+from swagstore import create_app, holds, inventory, payments, qr, tasks
+from swagstore.models import Hold, Sale, Stock, StripeEvent, Task, db, utcnow
 
 
 @pytest.fixture
@@ -126,8 +133,363 @@ def test_payment_intent_mode_live_needs_a_publishable_key(app_config):
     assert create_app({**live, "STRIPE_PUBLISHABLE_KEY": "pk_test_x"}).config["SANDBOX"] is False
 
 
+@pytest.mark.parametrize("mode, path", [("reserved_checkout", "buy"), ("payment_intent", "pay")])
+def test_kiosk_qr_codes_point_at_the_shop(app, shop_app, mode, path):
+    make_product(app, stock=3)
+    kiosk = shop_app(mode, PUBLIC_URL="https://booth.test/").test_client().get("/")
+    url = f"https://booth.test/{path}/tee-m"
+    assert f'src="/qr/tee-m.svg?v={qr.version(url)}"' in kiosk.get_data(as_text=True)
+
+
 def test_thanks_and_cancelled_pages(app, shop_app):
     client = shop_app("reserved_checkout").test_client()
     assert "Thank you" in client.get("/buy/tee-m/thanks").get_data(as_text=True)
     page = client.get("/buy/tee-m/cancelled").get_data(as_text=True)
     assert "Nothing was charged" in page and 'href="/buy/tee-m"' in page
+
+
+# Against a running server and its sandbox, with the real SDK over HTTP -------------------
+
+DROP_UNITS, DROP_VISITORS = 20, 500
+
+
+@pytest.fixture
+def shop_server(app, server_env):
+    """Start a sandbox-mode server in a hold mode, two workers as the booth runs it."""
+    servers = []
+
+    def start(mode: str, *, workers: int = 2, threads: int = 32, **config) -> Sandbox:
+        env = {**server_env, "SWAGSTORE_PURCHASE_MODE": mode}
+        env.update({f"SWAGSTORE_{key}": str(value) for key, value in config.items()})
+        server = LiveServer(env, workers=workers, threads=threads)
+        server.env["SWAGSTORE_STRIPE_API_BASE"] = server.url + "/sandbox"
+        servers.append(server)
+        server.start()
+        # The test's own app (tasks run in-process, expiry forced) calls the same sandbox.
+        app.config["STRIPE_API_BASE"] = server.url + "/sandbox"
+        payments.close(app)
+        return Sandbox(server)
+
+    yield start
+    payments.close(app)
+    for server in servers:
+        server.stop()
+
+
+def crowd(count: int, visit) -> list:
+    """Run `count` visitors at once, each a thread with its own HTTP connection."""
+    start = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(n: int) -> None:
+        with requests.Session() as http:
+            start.wait(timeout=120)
+            results[n] = visit(http, n)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    return results
+
+
+def wait_until(check, what: str, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def sale_counts(app) -> collections.Counter:
+    with app.app_context():
+        return collections.Counter(db.session.scalars(select(Sale.status)))
+
+
+def hold_counts(app) -> collections.Counter:
+    with app.app_context():
+        return collections.Counter(db.session.scalars(select(Hold.status)))
+
+
+def ledger_counts(sandbox: Sandbox) -> collections.Counter:
+    return collections.Counter(entry["action"] for entry in sandbox.ledger()["entries"])
+
+
+def buy(http: requests.Session, url: str, sku: str = "tee-m") -> tuple[int, str | None]:
+    response = http.get(f"{url}/buy/{sku}", allow_redirects=False, timeout=300)
+    return response.status_code, response.headers.get("Location")
+
+
+def intent(http: requests.Session, url: str, sku: str = "tee-m") -> tuple[int, dict]:
+    response = http.post(f"{url}/api/intents", json={"sku": sku}, timeout=300)
+    return response.status_code, response.json()
+
+
+def session_id(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def test_drop_reserved_checkout_20_units_500_visitors(app, shop_server):
+    make_product(app, stock=DROP_UNITS)
+    sandbox = shop_server("reserved_checkout")
+    answers = crowd(DROP_VISITORS, lambda http, n: buy(http, sandbox.url))
+    assert collections.Counter(status for status, _ in answers) == {
+        303: DROP_UNITS,
+        409: DROP_VISITORS - DROP_UNITS,
+    }
+    urls = {location for status, location in answers if status == 303}
+    assert len(urls) == DROP_UNITS
+    sessions = sandbox.api("GET", "checkout/sessions", params={"limit": 100}).json()["data"]
+    assert len(sessions) == DROP_UNITS  # the sandbox saw exactly one session per unit
+    assert {s["url"] for s in sessions} == urls
+    assert {s["metadata"]["sku"] for s in sessions} == {"tee-m"}
+    assert stock_of(app) == (DROP_UNITS, DROP_UNITS)
+
+    paid = crowd(DROP_UNITS, lambda http, n: sandbox.pay(sorted(urls)[n]))
+    assert {session["status"] for session in paid} == {"complete"}
+    wait_until(lambda: sale_counts(app)["fulfilled"] == DROP_UNITS, "20 fulfilled sales")
+    assert sale_counts(app) == {"fulfilled": DROP_UNITS}
+    assert hold_counts(app) == {"settled": DROP_UNITS}
+    assert stock_of(app) == (0, 0)
+    ledger = ledger_counts(sandbox)
+    assert (ledger["charge"], ledger["refund"], ledger["cancel"]) == (DROP_UNITS, 0, 0)
+    with app.app_context():
+        linked = db.session.execute(select(Sale.hold_id, Hold.checkout_session_id).join(Hold))
+        assert {session_id for _, session_id in linked} == {s["id"] for s in sessions}
+
+
+def test_drop_payment_intent_20_units_500_visitors(app, shop_server):
+    make_product(app, stock=DROP_UNITS)
+    sandbox = shop_server("payment_intent")
+    answers = crowd(DROP_VISITORS, lambda http, n: intent(http, sandbox.url))
+    assert collections.Counter(status for status, _ in answers) == {
+        201: DROP_UNITS,
+        409: DROP_VISITORS - DROP_UNITS,
+    }
+    opened = [body for status, body in answers if status == 201]
+    assert len({body["payment_intent"] for body in opened}) == DROP_UNITS
+    assert stock_of(app) == (DROP_UNITS, DROP_UNITS)
+
+    crowd(
+        DROP_UNITS,
+        lambda http, n: sandbox.confirm(opened[n]["payment_intent"], opened[n]["client_secret"]),
+    )
+
+    def all_captured():
+        with app.app_context():
+            return db.session.scalar(select(func.count(Sale.id)).where(Sale.captured)) == 20
+
+    wait_until(all_captured, "20 captured sales")
+    assert sale_counts(app) == {"fulfilled": DROP_UNITS}
+    assert hold_counts(app) == {"settled": DROP_UNITS}
+    assert stock_of(app) == (0, 0)
+    ledger = ledger_counts(sandbox)
+    assert (ledger["authorize"], ledger["capture"]) == (DROP_UNITS, DROP_UNITS)
+    assert (ledger["refund"], ledger["cancel"]) == (0, 0)
+    for body in opened:
+        pi = sandbox.api("GET", f"payment_intents/{body['payment_intent']}").json()
+        assert (pi["status"], pi["capture_method"]) == ("succeeded", "manual")
+
+
+@pytest.mark.parametrize("mode", ["reserved_checkout", "payment_intent"])
+def test_abandoned_holds_return_to_sale_after_hold_seconds(app, shop_server, mode):
+    make_product(app, stock=3)
+    sandbox = shop_server(mode, workers=1, threads=16, HOLD_SECONDS=2)
+    visit = buy if mode == "reserved_checkout" else intent
+    answers = crowd(3, lambda http, n: visit(http, sandbox.url))
+    assert {status for status, _ in answers} == {303 if mode == "reserved_checkout" else 201}
+    assert stock_of(app) == (3, 3)
+    kiosk = requests.get(sandbox.url + "/", timeout=60).text
+    assert re.search(r'<span class="r">3</span> being bought', kiosk)
+    assert '<b class="n">0</b> left' in kiosk
+
+    wait_until(lambda: hold_counts(app) == {"released": 3}, "3 released holds")
+    assert stock_of(app) == (3, 0)
+    item = requests.get(sandbox.url + "/api/stock", timeout=60).json()["items"][0]
+    assert (item["available"], item["reserved"], item["sold_out"]) == (3, 0, False)
+    kiosk = requests.get(sandbox.url + "/", timeout=60).text
+    assert '<b class="n">3</b> left' in kiosk
+    assert re.search(r'<p class="reserved" hidden>\s*<span class="r">0</span>', kiosk)
+    if mode == "reserved_checkout":
+        sessions = sandbox.api("GET", "checkout/sessions").json()["data"]
+        assert {s["status"] for s in sessions} == {"expired"}
+    else:
+        for _, body in answers:
+            pi = sandbox.api("GET", f"payment_intents/{body['payment_intent']}").json()
+            assert pi["status"] == "canceled"
+    assert sale_counts(app) == {}
+    with requests.Session() as http:
+        assert visit(http, sandbox.url)[0] in (303, 201)  # the units are on sale again
+
+
+# The expire-versus-pay race, forced in both orders -------------------------------------
+
+
+def force_expiry(app) -> None:
+    """Run expiry as if HOLD_SECONDS had passed (the server's own runner is off)."""
+    with app.app_context():
+        later = utcnow() + timedelta(seconds=3600)
+        assert holds.expire_due(later) == 1
+
+
+def run_tasks(app) -> list[tuple[str, str, str | None]]:
+    with app.app_context():
+        tasks.run_due()
+        rows = db.session.execute(
+            select(Task.kind, Task.status, Task.last_error).order_by(Task.id)
+        )
+        return [tuple(r) for r in rows]
+
+
+def raw_pay(sandbox: Sandbox, path: str, **data) -> requests.Response:
+    return requests.post(
+        sandbox.url + path, data=data, headers={"Accept": "application/json"}, timeout=60
+    )
+
+
+def events_applied(app, kind: str) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).where(StripeEvent.type == kind))
+
+
+@pytest.fixture
+def race_server(app, shop_server):
+    """A server whose task runner is off, so the test decides when tasks run."""
+    make_product(app, stock=1)
+
+    def start(mode: str) -> Sandbox:
+        return shop_server(mode, workers=1, threads=16, TASK_THREAD="false")
+
+    return start
+
+
+def test_checkout_paid_before_its_expire_call_settles(app, race_server):
+    sandbox = race_server("reserved_checkout")
+    with requests.Session() as http:
+        status, url = buy(http, sandbox.url)
+    assert status == 303
+    force_expiry(app)
+    assert hold_counts(app) == {"expiring": 1}
+    assert sandbox.pay(url)["status"] == "complete"
+    wait_until(lambda: sale_counts(app) == {"fulfilled": 1}, "the sale")
+    # The expire call fails (the session is complete): not an error, the payment won.
+    assert run_tasks(app) == [("expire_session", "done", None)]
+    assert hold_counts(app) == {"settled": 1}
+    assert stock_of(app) == (0, 0)
+    assert ledger_counts(sandbox)["refund"] == 0
+
+
+def test_checkout_expired_before_its_payment_refuses_the_payment(app, race_server):
+    sandbox = race_server("reserved_checkout")
+    with requests.Session() as http:
+        status, url = buy(http, sandbox.url)
+    force_expiry(app)
+    assert run_tasks(app) == [("expire_session", "done", None)]
+    assert hold_counts(app) == {"released": 1}
+    assert stock_of(app) == (1, 0)
+    refused = raw_pay(sandbox, f"/sandbox/checkout/{session_id(url)}/pay")
+    assert refused.status_code == 400
+    wait_until(lambda: events_applied(app, "checkout.session.expired"), "the expired event")
+    assert sale_counts(app) == {} and stock_of(app) == (1, 0)
+    assert hold_counts(app) == {"released": 1}
+    assert ledger_counts(sandbox)["charge"] == 0
+
+
+def test_intent_paid_before_its_cancel_call_settles(app, race_server):
+    sandbox = race_server("payment_intent")
+    with requests.Session() as http:
+        status, body = intent(http, sandbox.url)
+    force_expiry(app)
+    sandbox.confirm(body["payment_intent"], body["client_secret"])
+    wait_until(lambda: sale_counts(app) == {"fulfilled": 1}, "the sale")
+    # The authorization withdrew the cancel nobody had tried yet; the capture runs.
+    assert run_tasks(app) == [
+        ("cancel", "done", "withdrawn: the visitor paid"),
+        ("capture", "done", None),
+    ]
+    assert hold_counts(app) == {"settled": 1}
+    assert stock_of(app) == (0, 0)
+    ledger = ledger_counts(sandbox)
+    assert (ledger["capture"], ledger["cancel"]) == (1, 0)
+
+
+def test_intent_paid_while_its_cancel_is_under_way_is_voided(app, race_server):
+    sandbox = race_server("payment_intent")
+    with requests.Session() as http:
+        status, body = intent(http, sandbox.url)
+    force_expiry(app)
+    # Every try of the first cancel attempt (the SDK retries twice) answers 500.
+    sandbox.fault("/v1/payment_intents", 1 + payments.NETWORK_RETRIES, "error")
+    # A failed attempt may still have reached Stripe, so its task stays and retries later.
+    assert run_tasks(app)[0][:2] == ("cancel", "pending")
+    sandbox.confirm(body["payment_intent"], body["client_secret"])
+    wait_until(lambda: sale_counts(app) == {"voided": 1}, "the voided sale")
+    assert stock_of(app) == (1, 1)
+    wait_until(lambda: run_tasks(app) == [("cancel", "done", None)], "the retried cancel")
+    assert hold_counts(app) == {"released": 1}
+    assert stock_of(app) == (1, 0)
+    ledger = ledger_counts(sandbox)
+    assert (ledger["authorize"], ledger["cancel"], ledger["capture"]) == (1, 1, 0)
+
+
+def test_intent_cancelled_before_its_payment_refuses_the_payment(app, race_server):
+    sandbox = race_server("payment_intent")
+    with requests.Session() as http:
+        status, body = intent(http, sandbox.url)
+    force_expiry(app)
+    assert run_tasks(app) == [("cancel", "done", None)]
+    assert hold_counts(app) == {"released": 1}
+    intent_id = body["payment_intent"]
+    refused = raw_pay(
+        sandbox,
+        f"/sandbox/payment_intents/{intent_id}/confirm",
+        client_secret=body["client_secret"],
+    )
+    assert refused.status_code == 400
+    assert sale_counts(app) == {} and stock_of(app) == (1, 0)
+    assert ledger_counts(sandbox)["authorize"] == 0
+
+
+def test_reload_gets_the_same_checkout_not_a_second_hold(app, shop_server):
+    make_product(app, stock=5)
+    sandbox = shop_server("reserved_checkout", workers=1, threads=16)
+    with requests.Session() as http:
+        first = buy(http, sandbox.url)
+        again = buy(http, sandbox.url)
+    with requests.Session() as other:
+        third = buy(other, sandbox.url)
+    assert first[0] == again[0] == third[0] == 303
+    assert first[1] == again[1] != third[1]
+    assert stock_of(app) == (5, 2)
+    assert len(sandbox.api("GET", "checkout/sessions").json()["data"]) == 2
+
+
+def test_pay_page_takes_the_visitor_through_the_sandbox_card_form(app, shop_server):
+    make_product(app, stock=2, name="Logo tee")
+    sandbox = shop_server("payment_intent", workers=1, threads=16)
+    with requests.Session() as http:
+        page = http.get(sandbox.url + "/pay/tee-m", timeout=60)
+        assert page.status_code == 200 and "Logo tee" in page.text
+        again = http.get(sandbox.url + "/pay/tee-m", timeout=60)
+        form = re.search(r'action="(/sandbox/payment_intents/(pi_\w+)/form)"', page.text)
+        assert form and form.group(2) in again.text  # a reload shows the same intent
+        secret = re.search(r'name="client_secret" value="([^"]+)"', page.text).group(1)
+        return_url = re.search(r'name="return_url" value="([^"]+)"', page.text).group(1)
+        card = http.get(
+            sandbox.url + form.group(1),
+            params={"client_secret": secret, "return_url": return_url},
+            timeout=60,
+        )
+        assert card.status_code == 200
+        done = http.post(
+            sandbox.url + f"/sandbox/payment_intents/{form.group(2)}/confirm",
+            data={"client_secret": secret, "return_url": return_url},
+            headers={"Accept": "text/html"},
+            timeout=60,
+        )
+    assert done.status_code == 200 and "Thank you" in done.text
+    wait_until(lambda: sale_counts(app) == {"fulfilled": 1}, "the sale")
+    assert stock_of(app) == (1, 0)
