@@ -82,8 +82,9 @@ def create_intent() -> Any:
 @bp.get("/buy/<sku>/thanks", endpoint="thanks")
 @bp.get("/pay/<sku>/thanks")
 def thanks(sku: str) -> str:
-    """Thank the visitor after paying."""
-    return render_template("shop/thanks.html", sku=sku)
+    """Thank the visitor after paying (Stripe.js adds redirect_status on its way back)."""
+    paid = request.args.get("redirect_status", "succeeded") == "succeeded"
+    return render_template("shop/thanks.html", sku=sku, paid=paid)
 
 
 @bp.get("/buy/<sku>/cancelled")
