@@ -7,14 +7,15 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from conftest import STORE, LiveServer, make_product
-from swagstore import inventory, stream
-from swagstore.models import StockEvent, db
+from conftest import STORE, LiveServer, Sandbox, make_product
+from swagstore import inventory, payments, stream
+from swagstore.models import PaymentLink, StockEvent, db
 
 DEADLINE = 30
 
@@ -322,9 +323,28 @@ def worker_serving(server: LiveServer, client_port: int) -> int:
     raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
-def test_a_change_reaches_clients_of_every_worker(app, server_env):
+@pytest.fixture
+def two_workers(app, server_env) -> Iterator[Sandbox]:
+    """A sandbox-mode server with two gunicorn workers; `app` reaches its Stripe API."""
+    server = LiveServer(server_env, workers=2, threads=16)
+    server.env["SWAGSTORE_STRIPE_API_BASE"] = server.url + "/sandbox"
+    server.start()
+    app.config["STRIPE_API_BASE"] = server.url + "/sandbox"
+    payments.close(app)
+    try:
+        yield Sandbox(server)
+    finally:
+        payments.close(app)
+        server.stop()
+
+
+def test_a_sale_through_one_worker_reaches_clients_of_every_worker(app, runner, two_workers):
     make_product(app, "tee-m", stock=5)
-    server = LiveServer(server_env, workers=2, threads=16).start()
+    synced = runner.invoke(args=["sync-stripe"])
+    assert synced.exit_code == 0, synced.output
+    with app.app_context():
+        link_id = db.session.scalar(select(PaymentLink.id).where(PaymentLink.sku == "tee-m"))
+    server = two_workers.server
     clients: list[SSE] = []
     try:
         by_worker: dict[int, list[SSE]] = {}
@@ -334,12 +354,12 @@ def test_a_change_reaches_clients_of_every_worker(app, server_env):
             clients.append(client)
             client.events_until(stream_ids(app)[-1])  # served: its snapshot arrived
             by_worker.setdefault(worker_serving(server, client.port), []).append(client)
-        take(app, "tee-m")
-        newest = stream_ids(app)[-1]
-        for client in clients:
-            (event,) = client.events_until(newest)
-            assert (event["id"], event["data"]["available"]) == (newest, 4)
+        # A phone pays on the hosted page; the webhook lands on one worker or the other.
+        before = stream_ids(app)[-1]
+        two_workers.pay(two_workers.open_session(link_id)["id"])
+        received = [client.events_until(before + 1) for client in clients]
+        (sale,) = [i for i in stream_ids(app) if i > before]
+        assert all([(e["id"], e["data"]["available"]) for e in r] == [(sale, 4)] for r in received)
     finally:
         for client in clients:
             client.close()
-        server.stop()
