@@ -23,6 +23,7 @@ open, and warnings are errors here.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -199,6 +200,51 @@ def make_product(app, sku: str = "tee-m", *, stock: int = 10, store: str = STORE
     with app.app_context():
         load([make_item(sku, stock=stock, **fields)], store)
         db.session.commit()
+
+
+def race(
+    database_url: str,
+    ops: list[str],
+    attempts: int,
+    sku: str = "tee-m",
+    stores: list[str] | None = None,
+) -> list[dict]:
+    """Race one race_worker process per op (at its store), all released at once when ready."""
+    stores = stores or [STORE] * len(ops)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "race_worker.py"),
+                database_url,
+                op,
+                sku,
+                str(attempts),
+                store,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for op, store in zip(ops, stores, strict=True)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0
+            results.append(json.loads(out))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
 
 
 def free_port() -> int:

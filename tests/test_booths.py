@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from conftest import LiveServer, make_item, needs_postgres
+from conftest import LiveServer, make_item, needs_postgres, race
 from swagstore import create_app
 from swagstore.catalog import load
 from swagstore.cli import init_db
@@ -101,25 +100,6 @@ def test_each_booth_sees_only_its_own_stock(booths):
 
 
 def test_booths_racing_on_one_database_keep_every_invariant(booths, postgres_database_url):
-    start_at = str(time.time() + 3.0)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "race_worker.py"),
-                postgres_database_url,
-                "take",
-                "tee-m",
-                "30",
-                start_at,
-                store,
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for store in STOCK
-        for _ in range(4)
-    ]
     # Both booths' servers keep answering while their stock drains.
     seen: dict[str, set[int]] = {store: set() for store in STOCK}
     done = threading.Event()
@@ -132,12 +112,13 @@ def test_booths_racing_on_one_database_keep_every_invariant(booths, postgres_dat
     for w in watchers:
         w.start()
     try:
-        results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+        stores = [store for store in STOCK for _ in range(4)]
+        results = race(postgres_database_url, ["take"] * 8, 30, stores=stores)
     finally:
         done.set()
         for w in watchers:
             w.join(timeout=30)
-    assert [p.returncode for p in procs] == [0] * len(procs)
+    assert len(results) == 8
 
     for store, units in STOCK.items():
         assert sum(r["ok"] for r in results if r["store"] == store) == units

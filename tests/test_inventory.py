@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from conftest import STORE, both_databases, make_item, make_product
+from conftest import STORE, both_databases, make_item, make_product, race
 from swagstore import create_app, inventory
 from swagstore.catalog import load
 from swagstore.cli import init_db
@@ -142,32 +138,6 @@ def test_link_sync_queued_only_when_availability_crosses_zero(app):
         inventory.restock("tee-m", STORE, 1)
         # One pending sync reads the stock when it runs, so no second one is queued.
         assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
-
-
-def race(database_url: str, ops: list[str], attempts: int) -> list[dict]:
-    start_at = time.time() + 2.0
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "race_worker.py"),
-                database_url,
-                op,
-                "tee-m",
-                str(attempts),
-                str(start_at),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for op in ops
-    ]
-    results = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0
-        results.append(json.loads(out))
-    return results
 
 
 @both_databases
