@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,7 +11,8 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from conftest import STORE, make_product, needs_postgres
-from swagstore.models import PaymentLink, db
+from swagstore import inventory
+from swagstore.models import PaymentLink, StockEvent, db
 
 pytestmark = needs_postgres
 
@@ -74,3 +77,41 @@ def test_init_db_twice_is_harmless(runner):
     assert first.exit_code == 0, first.output
     assert "postgresql+psycopg://" in first.output
     assert runner.invoke(args=["init-db"]).exit_code == 0
+
+
+def test_stock_log_ids_become_visible_in_order(app):
+    """A second writer waits for the first to commit, so no reader sees id n+1 before n."""
+    make_product(app, "tee-m", stock=5)
+    make_product(app, "mug", stock=5)
+    second_done = threading.Event()
+
+    def second_writer() -> None:
+        with app.app_context():
+            inventory.take("mug", STORE, ref="second")
+            db.session.commit()
+        second_done.set()
+
+    with app.app_context():
+        inventory.take("tee-m", STORE, ref="first")  # holds the store's log lock until commit
+        writer = threading.Thread(target=second_writer)
+        writer.start()
+        try:
+            with db.engine.connect() as watcher:
+                deadline = time.monotonic() + 30
+                while not watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                        " AND datname = current_database()"
+                    )
+                ):
+                    assert time.monotonic() < deadline, "the second writer never waited"
+                    time.sleep(0.05)
+            assert not second_done.is_set()
+            db.session.commit()
+        finally:
+            writer.join(30)
+        refs = db.session.execute(
+            select(StockEvent.ref).where(StockEvent.reason == "take").order_by(StockEvent.id)
+        ).scalars()
+        assert list(refs) == ["first", "second"]
