@@ -255,10 +255,13 @@ def test_stream_over_http_has_the_headers_and_pings(app, app_config, server_env)
 
 
 @both_databases
-def test_resume_over_http_loses_nothing_under_concurrent_sales(app, live_server):
+def test_resume_over_http_loses_nothing_under_concurrent_sales(app, server_env):
     """Writers take stock in threads while a client keeps dropping and resuming."""
     make_product(app, "tee-m", stock=200)
     make_product(app, "mug", stock=200)
+    # A dropped stream keeps its slot until the server's next write to it fails, so the
+    # 15 quick reconnects need more than the default 8 slots of a 16-thread worker.
+    live_server = LiveServer(server_env, threads=40).start()
     client = SSE(live_server)
     snapshot_id = client.events_until(stream_ids(app)[-1])[-1]["id"]
     done = threading.Event()
@@ -284,6 +287,7 @@ def test_resume_over_http_loses_nothing_under_concurrent_sales(app, live_server)
         received += client.events_until(stream_ids(app)[-1])
     finally:
         client.close()
+        live_server.stop()
     ids = [m["id"] for m in received]
     assert ids == [i for i in stream_ids(app) if i > snapshot_id]
     assert len(ids) == 75
