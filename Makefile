@@ -55,8 +55,13 @@ run: $(VENV)/.installed
 	$(FLASK) init-db
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-bench: $(VENV)/.installed
-	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# The benchmarks of bench/ (not tests): figures and ratios, written to bench/RESULTS.md.
+bench: $(VENV)/.bench
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

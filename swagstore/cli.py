@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy import insert, select, text
 
 from . import catalog, events, payments, sales, tasks
 from .models import Store, db
@@ -22,13 +23,22 @@ def init_db_command() -> None:
     click.echo(f"Database ready: {db.engine.url.render_as_string(hide_password=True)}")
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock that init-db takes.
+SCHEMA_LOCK = 5_411_901
+
+
 def init_db() -> None:
-    """Create any missing tables and the configured store."""
-    db.create_all()
+    """Create any missing tables and the configured store, in one transaction."""
     store = current_app.config["STORE_ID"]
-    if db.session.get(Store, store) is None:
-        db.session.add(Store(id=store, name=store))
-    db.session.commit()
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Booths sharing one database may start together: one at a time creates the
+            # schema, and the others then find it there. (SQLite's BEGIN IMMEDIATE already
+            # serializes.)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        db.metadata.create_all(conn)
+        if conn.scalar(select(Store.id).where(Store.id == store)) is None:
+            conn.execute(insert(Store).values(id=store, name=store))
 
 
 @click.command("load-catalog")

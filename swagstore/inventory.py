@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, insert, update
+from sqlalchemy import ColumnElement, insert, text, update
 
 from . import tasks
 from .models import Stock, StockEvent, db
+
+# Any fixed number: with the store, the key of the PostgreSQL advisory lock in _change.
+STOCK_LOG_LOCK = 5_411
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,16 @@ def _change(
     available_delta: int | None,
 ) -> Level | None:
     """Run one guarded UPDATE, log it, and queue a link switch if availability crossed 0."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # The live stream follows stock_event by id. PostgreSQL hands out ids before commit,
+        # so a later id could become visible first and a reader would skip the earlier one.
+        # One writer per store from here to commit keeps id order equal to commit order,
+        # as SQLite's single writer does. Taken before the UPDATE, so no row lock is held
+        # while waiting for it.
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(:key, hashtext(:store))"),
+            {"key": STOCK_LOG_LOCK, "store": store},
+        )
     stmt = update(Stock).where(Stock.sku == sku, Stock.store == store)
     if guard is not None:
         stmt = stmt.where(guard)

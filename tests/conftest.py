@@ -1,19 +1,46 @@
-"""Fixtures: an app on a real SQLite file, its client and CLI runner, and a live server."""
+"""Fixtures: an app on a real database, its client and CLI runner, and a live server.
+
+The database is a SQLite file unless a test asks for more. A test that must hold on both
+SQLite and PostgreSQL says so with the `both_databases` mark, which parametrizes the
+`database_url` fixture (test ids end in `[sqlite]` and `[postgres]`):
+
+    from conftest import both_databases
+
+    @both_databases
+    def test_something(app, database_url): ...
+
+`app`, `app_config`, `server_env` and `live_server` then all use that database. The
+PostgreSQL case gets a fresh, empty database per test on one server for the whole session:
+the server at SWAGSTORE_TEST_POSTGRES_URL if set (its user needs CREATEDB), else a
+throwaway cluster started from the installed binaries (/usr/lib/postgresql/*/bin). With
+neither, the PostgreSQL cases are skipped with the reason; `.ci/run` installs PostgreSQL, so
+in CI they always run. A test that needs PostgreSQL only uses `postgres_database_url`.
+An app a test makes itself with create_app must have its engine disposed at the end
+(`with other.app_context(): db.engine.dispose()`): psycopg warns about a connection left
+open, and warnings are errors here.
+"""
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
+from sqlalchemy.engine import make_url
 
 from swagstore import create_app
 from swagstore.catalog import Item, load
@@ -29,12 +56,114 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "swagstore.sqlite"
 
 
+POSTGRES_URL_ENV = "SWAGSTORE_TEST_POSTGRES_URL"
+POSTGRES_BIN = next(
+    (
+        d
+        for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+        if os.path.exists(os.path.join(d, "initdb"))
+    ),
+    None,
+)
+needs_postgres = pytest.mark.skipif(
+    not (os.environ.get(POSTGRES_URL_ENV) or POSTGRES_BIN),
+    reason=f"no PostgreSQL: install Debian's postgresql (.ci/run does) or set {POSTGRES_URL_ENV}",
+)
+both_databases = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=needs_postgres)], indirect=True
+)
+
+
+INITDB_OPTIONS = ("--username=postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL server in a temporary directory, on a free local port."""
+
+    def __init__(self, bindir: str) -> None:
+        self.bindir = bindir
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="swagstore-pg-")
+        self.data = os.path.join(self.dir, "data")
+        # PostgreSQL refuses to run as root, so root hands the cluster to `postgres`.
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            shutil.chown(self.dir, self.user)
+
+    def _run(self, *args: str) -> None:
+        cmd = [os.path.join(self.bindir, args[0]), *args[1:]]
+        if self.user:
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PostgresCluster:
+        self._run("initdb", "--pgdata", self.data, *INITDB_OPTIONS)
+        # fsync off: a test cluster is thrown away, so durability would only cost time.
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c full_page_writes=off -c max_connections=400"
+        )
+        log = os.path.join(self.dir, "server.log")
+        self._run("pg_ctl", "-D", self.data, "-l", log, "-o", options, "-w", "-t", "60", "start")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _admin(server_url: str) -> psycopg.Connection:
+    """Connect to a server in autocommit: CREATE/DROP DATABASE cannot run in a transaction."""
+    conninfo = make_url(server_url).set(drivername="postgresql")
+    return psycopg.connect(conninfo.render_as_string(hide_password=False), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Return the SQLAlchemy URL of a PostgreSQL server shared by the whole session."""
+    if os.environ.get(POSTGRES_URL_ENV):
+        yield os.environ[POSTGRES_URL_ENV]
+        return
+    if POSTGRES_BIN is None:
+        raise RuntimeError(f"no PostgreSQL binaries and no {POSTGRES_URL_ENV}")
+    cluster = PostgresCluster(POSTGRES_BIN).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def app_config(db_path: Path) -> dict:
+def postgres_database_url(postgres_server: str) -> Iterator[str]:
+    """Return the URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = "swagstore_test_" + uuid.uuid4().hex[:12]
+    with _admin(postgres_server) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    with _admin(postgres_server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """Return this test's database URL: SQLite unless parametrized with "postgres"."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        return request.getfixturevalue("postgres_database_url")
+    return f"sqlite:///{db_path}"
+
+
+@pytest.fixture
+def app_config(database_url: str) -> dict:
     return {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "STORE_ID": STORE,
     }
 
@@ -71,6 +200,51 @@ def make_product(app, sku: str = "tee-m", *, stock: int = 10, store: str = STORE
     with app.app_context():
         load([make_item(sku, stock=stock, **fields)], store)
         db.session.commit()
+
+
+def race(
+    database_url: str,
+    ops: list[str],
+    attempts: int,
+    sku: str = "tee-m",
+    stores: list[str] | None = None,
+) -> list[dict]:
+    """Race one race_worker process per op (at its store), all released at once when ready."""
+    stores = stores or [STORE] * len(ops)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "race_worker.py"),
+                database_url,
+                op,
+                sku,
+                str(attempts),
+                store,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for op, store in zip(ops, stores, strict=True)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0
+            results.append(json.loads(out))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
 
 
 def free_port() -> int:

@@ -1,31 +1,34 @@
 """One OS process in a stock race: its own app, its own connection, one SQLite file.
 
-Usage: race_worker.py DB_URI OP SKU ATTEMPTS START_AT
+Usage: race_worker.py DB_URI OP SKU ATTEMPTS [STORE]
+Connects, prints "ready", and races when a line arrives on stdin (see conftest.race), so
+a slow start on a busy machine cannot leave one process running alone.
 Prints the number of successful operations as JSON.
 """
 
 import json
 import sys
-import time
 
 from swagstore import create_app, inventory
 from swagstore.models import db
 
 
 def main() -> None:
-    uri, op, sku, attempts, start_at = sys.argv[1:6]
+    uri, op, sku, attempts = sys.argv[1:5]
+    store = sys.argv[5] if len(sys.argv) > 5 else "booth"
     app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "race"})
     change = {"take": inventory.take, "hold": inventory.hold}[op]
     ok = 0
     with app.app_context():
         db.session.execute(db.select(1))  # connect before the start line
         db.session.rollback()
-        time.sleep(max(0.0, float(start_at) - time.time()))
+        print("ready", flush=True)
+        sys.stdin.readline()  # the start line
         for _ in range(int(attempts)):
-            level = change(sku, "booth", 1, ref=f"race-{op}")
+            level = change(sku, store, 1, ref=f"race-{op}")
             db.session.commit()
             ok += level is not None
-    print(json.dumps({"op": op, "ok": ok}))
+    print(json.dumps({"op": op, "store": store, "ok": ok}))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import requests
 
-from conftest import STORE, make_product
+from conftest import STORE, both_databases, make_product
 from swagstore import inventory
 from swagstore.models import PaymentLink, db
 
 
+@both_databases
 def test_stock_lists_items_with_counts(app, client):
     make_product(app, "tee-m", stock=3, price=2500)
     make_product(app, "mug", stock=1, price=1800)
@@ -38,6 +39,7 @@ def test_stock_lists_items_with_counts(app, client):
     assert (mug["available"], mug["sold_out"]) == (0, True)
 
 
+@both_databases
 def test_buy_url_follows_the_mode(app_config, app):
     from swagstore import create_app
 
@@ -59,10 +61,13 @@ def test_buy_url_follows_the_mode(app_config, app):
     for mode, path in (("reserved_checkout", "buy"), ("payment_intent", "pay")):
         other = create_app({**app_config, "PURCHASE_MODE": mode, "PUBLIC_URL": "https://b.test/"})
         item = other.test_client().get("/api/stock").get_json()["items"][0]
+        with other.app_context():
+            db.engine.dispose()
         assert item["buy_url"] == f"https://b.test/{path}/tee-m"
         assert item["payment_link_id"] == "plink_1"
 
 
+@both_databases
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
@@ -79,6 +84,7 @@ def test_healthz_reports_a_broken_database(app_config, tmp_path):
     assert response.get_json()["database"] == "unreachable"
 
 
+@both_databases
 def test_live_server_answers_over_http(app, live_server):
     make_product(app, "tee-m", stock=4)
     body = requests.get(live_server.url + "/api/stock", timeout=5).json()

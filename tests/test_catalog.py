@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from conftest import ROOT, STORE
+from conftest import ROOT, STORE, both_databases
 from swagstore import catalog
 from swagstore.models import Product, Stock, StockEvent, db
 
@@ -53,6 +53,7 @@ def test_demo_catalog_is_valid_and_realistic():
     assert all(i.price > 0 and i.stock > 0 and i.currency == "usd" for i in items)
 
 
+@both_databases
 def test_load_catalog_adds_products_and_stock(app, runner, tmp_path):
     result = runner.invoke(args=["load-catalog", write(tmp_path, GOOD)])
     assert result.exit_code == 0, result.output
@@ -64,6 +65,7 @@ def test_load_catalog_adds_products_and_stock(app, runner, tmp_path):
         assert db.session.get(Product, "tee-m").attributes == {"size": "M"}
 
 
+@both_databases
 def test_reload_keeps_stock_unless_reset(app, runner, tmp_path):
     path = write(tmp_path, GOOD)
     runner.invoke(args=["load-catalog", path])

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from conftest import STORE, make_item, make_product
+from conftest import STORE, both_databases, make_item, make_product, race
 from swagstore import create_app, inventory
 from swagstore.catalog import load
 from swagstore.cli import init_db
@@ -40,6 +36,7 @@ def events(sku: str = "tee-m") -> list[tuple[str, int, int]]:
     return [tuple(r) for r in rows]
 
 
+@both_databases
 def test_take_until_empty_then_refuse(app):
     make_product(app, stock=2)
     with app.app_context():
@@ -67,6 +64,7 @@ def test_unknown_item_or_store_is_refused(app):
         assert inventory.restock("nope", STORE, 5) is None
 
 
+@both_databases
 def test_hold_settle_release(app):
     make_product(app, stock=5)
     with app.app_context():
@@ -78,6 +76,7 @@ def test_hold_settle_release(app):
         assert [e[0] for e in events()] == ["catalog", "hold", "settle", "release"]
 
 
+@both_databases
 def test_adjust_never_below_reserved(app):
     make_product(app, stock=5)
     with app.app_context():
@@ -98,6 +97,7 @@ def test_bad_quantities_are_rejected(app, bad):
         assert level() == (5, 0)
 
 
+@both_databases
 def test_check_constraints_hold_even_against_raw_sql(app):
     make_product(app, stock=2)
     with app.app_context():
@@ -110,6 +110,7 @@ def test_check_constraints_hold_even_against_raw_sql(app):
         assert level() == (2, 0)
 
 
+@both_databases
 def test_rolled_back_change_leaves_no_log(app):
     make_product(app, stock=2)
     with app.app_context():
@@ -119,13 +120,14 @@ def test_rolled_back_change_leaves_no_log(app):
         assert [e[0] for e in events()] == ["catalog"]
 
 
+@both_databases
 def test_link_sync_queued_only_when_availability_crosses_zero(app):
     make_product(app, stock=2)
     with app.app_context():
         db.session.execute(
             db.text(
                 "INSERT INTO payment_link (id, sku, store, url, price_id, active, created_at)"
-                " VALUES ('plink_1', 'tee-m', :store, 'https://x', 'price_1', 1, '2026-01-01')"
+                " VALUES ('plink_1', 'tee-m', :store, 'https://x', 'price_1', true, '2026-01-01')"
             ),
             {"store": STORE},
         )
@@ -138,35 +140,10 @@ def test_link_sync_queued_only_when_availability_crosses_zero(app):
         assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
 
 
-def race(db_path: Path, ops: list[str], attempts: int) -> list[dict]:
-    start_at = time.time() + 2.0
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "race_worker.py"),
-                f"sqlite:///{db_path}",
-                op,
-                "tee-m",
-                str(attempts),
-                str(start_at),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for op in ops
-    ]
-    results = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0
-        results.append(json.loads(out))
-    return results
-
-
-def test_eight_processes_race_1000_takes_for_100_units(app, db_path):
+@both_databases
+def test_eight_processes_race_1000_takes_for_100_units(app, database_url):
     make_product(app, stock=100)
-    results = race(db_path, ["take"] * 8, 125)
+    results = race(database_url, ["take"] * 8, 125)
     assert sum(r["ok"] for r in results) == 100
     with app.app_context():
         assert level() == (0, 0)
@@ -175,9 +152,10 @@ def test_eight_processes_race_1000_takes_for_100_units(app, db_path):
         assert sorted(e[1] for e in takes) == list(range(100))
 
 
-def test_holds_race_takes_for_the_same_units(app, db_path):
+@both_databases
+def test_holds_race_takes_for_the_same_units(app, database_url):
     make_product(app, stock=100)
-    results = race(db_path, ["take", "hold"] * 4, 125)
+    results = race(database_url, ["take", "hold"] * 4, 125)
     taken = sum(r["ok"] for r in results if r["op"] == "take")
     held = sum(r["ok"] for r in results if r["op"] == "hold")
     assert taken + held == 100

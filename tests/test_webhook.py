@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import func, select
 from stripe_fixtures import WEBHOOK_SECRET, make_event, make_session, sign
 
-from conftest import STORE, make_product
+from conftest import STORE, both_databases, make_product
 from swagstore.models import Sale, Stock, StripeEvent, db
 
 
@@ -38,6 +38,7 @@ def counts(app):
         return on_hand, events, dict(rows.all())
 
 
+@both_databases
 def test_a_signed_event_is_applied(app, live_server):
     make_product(app, stock=2)
     body = json.dumps(make_event(make_session())).encode()
@@ -110,6 +111,7 @@ def test_a_body_over_one_mebibyte_is_refused(app, live_server):
     assert counts(app) == (2, 0, {})
 
 
+@both_databases
 def test_each_event_delivered_three_times_concurrently_and_out_of_order(app, live_server):
     make_product(app, stock=5)
     events = [make_event(make_session()) for _ in range(10)]
