@@ -310,6 +310,7 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.expired": _session_expired,
     "payment_intent.amount_capturable_updated": _intent_authorized,
     "payment_intent.canceled": _intent_canceled,
+    "refund.created": _refund_updated,
     "refund.updated": _refund_updated,
     "charge.refunded": _charge_refunded,
 }
