@@ -1,9 +1,10 @@
 """One OS process in a stock race: its own app, its own connection, one SQLite file.
 
-Usage: race_worker.py DB_URI OP SKU ATTEMPTS [STORE]
+Usage: race_worker.py DB_URI OPS SKU ATTEMPTS [STORE]
+OPS is "take", "hold", or "take,hold" to alternate between them attempt by attempt.
 Connects, prints "ready", and races when a line arrives on stdin (see conftest.race), so
 a slow start on a busy machine cannot leave one process running alone.
-Prints the number of successful operations as JSON.
+Prints the number of successful operations, in all and per operation, as JSON.
 """
 
 import json
@@ -15,20 +16,22 @@ from swagstore.models import db
 
 def main() -> None:
     uri, op, sku, attempts = sys.argv[1:5]
+    changes = {"take": inventory.take, "hold": inventory.hold}
     store = sys.argv[5] if len(sys.argv) > 5 else "booth"
     app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "race"})
-    change = {"take": inventory.take, "hold": inventory.hold}[op]
-    ok = 0
+    names = op.split(",")
+    ok = {name: 0 for name in names}
     with app.app_context():
         db.session.execute(db.select(1))  # connect before the start line
         db.session.rollback()
         print("ready", flush=True)
         sys.stdin.readline()  # the start line
-        for _ in range(int(attempts)):
-            level = change(sku, store, 1, ref=f"race-{op}")
+        for n in range(int(attempts)):
+            name = names[n % len(names)]
+            level = changes[name](sku, store, 1, ref=f"race-{name}")
             db.session.commit()
-            ok += level is not None
-    print(json.dumps({"op": op, "store": store, "ok": ok}))
+            ok[name] += level is not None
+    print(json.dumps({"op": op, "store": store, "ok": sum(ok.values()), "by_op": ok}))
 
 
 if __name__ == "__main__":
