@@ -439,18 +439,53 @@ def sandbox_env() -> dict[str, str]:
     return {}
 
 
+def start_sandbox(app, server: LiveServer) -> Sandbox:
+    """Start a sandbox-mode server whose gateway, and `app`'s, reach its sandbox over HTTP."""
+    from swagstore import payments
+
+    server.env["SWAGSTORE_STRIPE_API_BASE"] = server.url + "/sandbox"
+    server.start()
+    app.config["STRIPE_API_BASE"] = server.url + "/sandbox"
+    payments.close(app)
+    return Sandbox(server)
+
+
 @pytest.fixture
 def sandbox(app, server_env, sandbox_env) -> Iterator[Sandbox]:
     """A live sandbox-mode server on this test's database; `app` talks to it over HTTP."""
     from swagstore import payments
 
     server = LiveServer({**server_env, **sandbox_env})
-    server.env["SWAGSTORE_STRIPE_API_BASE"] = server.url + "/sandbox"
-    server.start()
-    app.config["STRIPE_API_BASE"] = server.url + "/sandbox"
-    payments.close(app)
+    started = start_sandbox(app, server)
     try:
-        yield Sandbox(server)
+        yield started
     finally:
         payments.close(app)
         server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling hosts this machine
+# cannot reach.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser), for tests/browser."""
+    from playwright.sync_api import expect, sync_playwright
+
+    # Generous: the machine is shared, and a stock change travels DB -> reader -> browser.
+    expect.set_options(timeout=30_000)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
