@@ -12,7 +12,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from conftest import STORE, LiveServer, Sandbox, free_port, make_product
+from conftest import STORE, LiveServer, Sandbox, free_port, make_product, start_sandbox
 from swagstore import create_app, holds, inventory, payments, qr, tasks
 from swagstore.models import Hold, Sale, Stock, StripeEvent, Task, db, utcnow
 
@@ -167,13 +167,9 @@ def shop_server(app, server_env):
         env = {**server_env, "SWAGSTORE_PURCHASE_MODE": mode}
         env.update({f"SWAGSTORE_{key}": str(value) for key, value in config.items()})
         server = LiveServer(env, workers=workers, threads=threads)
-        server.env["SWAGSTORE_STRIPE_API_BASE"] = server.url + "/sandbox"
         servers.append(server)
-        server.start()
         # The test's own app (tasks run in-process, expiry forced) calls the same sandbox.
-        app.config["STRIPE_API_BASE"] = server.url + "/sandbox"
-        payments.close(app)
-        return Sandbox(server)
+        return start_sandbox(app, server)
 
     yield start
     payments.close(app)

@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from conftest import STORE, LiveServer, Sandbox, both_databases, make_product
+from conftest import STORE, LiveServer, Sandbox, both_databases, make_product, start_sandbox
 from swagstore import inventory, payments, stream
 from swagstore.models import PaymentLink, StockEvent, db
 
@@ -345,12 +345,9 @@ def worker_serving(server: LiveServer, client_port: int) -> int:
 def two_workers(app, server_env) -> Iterator[Sandbox]:
     """A sandbox-mode server with two gunicorn workers; `app` reaches its Stripe API."""
     server = LiveServer(server_env, workers=2, threads=16)
-    server.env["SWAGSTORE_STRIPE_API_BASE"] = server.url + "/sandbox"
-    server.start()
-    app.config["STRIPE_API_BASE"] = server.url + "/sandbox"
-    payments.close(app)
+    started = start_sandbox(app, server)
     try:
-        yield Sandbox(server)
+        yield started
     finally:
         payments.close(app)
         server.stop()
