@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import holds, inventory, tasks
@@ -70,15 +70,34 @@ def _seen(event_id: str) -> bool:
     return seen
 
 
+# Built once: on the webhook's path, building a statement per call cost more than running it.
+_events = StripeEvent.__table__
+_SEEN = select(_events.c.id).where(_events.c.id == bindparam("event_id"))
+_RECORD = insert(_events)
+_sales = Sale.__table__
+_SALE_FOR = select(Sale).where(Sale.checkout_session_id == bindparam("session_id"))
+_SALE_ID_FOR = select(_sales.c.id).where(_sales.c.checkout_session_id == bindparam("session_id"))
+
+
 def _apply_once(event: dict[str, Any], handler: Handler) -> Result:
     try:
-        record = StripeEvent(id=event["id"], type=event["type"], outcome="applied")
-        db.session.add(record)
-        db.session.flush()
+        # The transaction holds SQLite's write lock from its first statement, so nothing
+        # records this event between this check and the insert below; on PostgreSQL a
+        # concurrent twin fails that insert on the primary key and rolls back whole.
+        if db.session.connection().scalar(_SEEN, {"event_id": event["id"]}) is not None:
+            db.session.rollback()
+            return Result("duplicate")
         effect = handler(event["data"]["object"])
-        record.outcome, record.note = effect.outcome, effect.note
-        if effect.keep_payload:
-            record.payload = event
+        db.session.connection().execute(
+            _RECORD,
+            {
+                "id": event["id"],
+                "type": event["type"],
+                "outcome": effect.outcome,
+                "note": effect.note,
+                "payload": event if effect.keep_payload else None,
+            },
+        )
         db.session.commit()
     except (KeyError, TypeError) as e:
         db.session.rollback()
@@ -99,7 +118,7 @@ def _session_completed(session: dict[str, Any]) -> Effect:
     meta = session.get("metadata") or {}
     if not meta.get("sku") or not meta.get("store"):
         return Effect("ignored", "not a Swagstore checkout (no sku/store metadata)")
-    if _sale_for(session["id"]) is not None:
+    if db.session.connection().scalar(_SALE_ID_FOR, {"session_id": session["id"]}) is not None:
         return Effect("ignored", f"checkout session {session['id']} already recorded")
     manual = current_app.config["LINK_CAPTURE"] == "manual"
     if not manual and session.get("payment_status") == "unpaid":
@@ -161,8 +180,15 @@ def _hold_id(obj: dict[str, Any]) -> int | None:
 def _fulfilled(sale: Sale, manual: bool, note: str) -> Effect:
     sale.status, sale.captured = "fulfilled", not manual
     if manual:
-        tasks.enqueue("capture", sale_id=sale.id)
+        tasks.enqueue("capture", sale_id=_flushed(sale).id)
     return Effect("applied", note)
+
+
+def _flushed(sale: Sale) -> Sale:
+    """Return the sale with its id, inserting it now if it has none yet."""
+    if sale.id is None:
+        db.session.flush()
+    return sale
 
 
 def _fulfil(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
@@ -183,17 +209,17 @@ def _fulfil(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
     elif manual:
         # The unit was never taken, so a void returns nothing to stock.
         sale.status, sale.note = "voided", f"{why}; authorization cancelled"
-        tasks.enqueue("cancel", sale_id=sale.id)
+        tasks.enqueue("cancel", sale_id=_flushed(sale).id)
     else:
         sale.status, sale.note = "refund_pending", f"{why}; refunding"
-        tasks.enqueue("refund", sale_id=sale.id)
+        tasks.enqueue("refund", sale_id=_flushed(sale).id)
     if known:
         return Effect("applied", sale.note)
     return Effect("unmatched", sale.note, keep_payload=True)
 
 
 def _sale_for(session_id: str) -> Sale | None:
-    return db.session.scalar(select(Sale).where(Sale.checkout_session_id == session_id))
+    return db.session.scalar(_SALE_FOR, {"session_id": session_id})
 
 
 def _new_sale(session: dict[str, Any], status: str, note: str | None = None) -> Sale:
@@ -210,8 +236,8 @@ def _new_sale(session: dict[str, Any], status: str, note: str | None = None) -> 
         payment_intent_id=_id_of(session.get("payment_intent")),
         note=note,
     )
+    # Not flushed: its one INSERT goes at commit, with the status the handler settles on.
     db.session.add(sale)
-    db.session.flush()
     return sale
 
 

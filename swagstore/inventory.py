@@ -9,8 +9,9 @@ enough stock, or no such item at that store).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, insert, text, update
+from sqlalchemy import ColumnElement, Update, bindparam, insert, text, update
 
 from . import tasks
 from .models import Stock, StockEvent, db
@@ -44,16 +45,7 @@ def take(
 ) -> Level | None:
     """Remove sold units from stock if enough are available."""
     _check_quantity(quantity)
-    return _change(
-        sku,
-        store,
-        reason,
-        ref,
-        actor,
-        values={"on_hand": Stock.on_hand - quantity},
-        guard=Stock.on_hand - Stock.reserved >= quantity,
-        available_delta=-quantity,
-    )
+    return _change(_TAKE, sku, store, quantity, reason, ref, actor, available_delta=-quantity)
 
 
 def hold(
@@ -61,16 +53,7 @@ def hold(
 ) -> Level | None:
     """Set units aside for a checkout in progress if enough are available."""
     _check_quantity(quantity)
-    return _change(
-        sku,
-        store,
-        "hold",
-        ref,
-        actor,
-        values={"reserved": Stock.reserved + quantity},
-        guard=Stock.on_hand - Stock.reserved >= quantity,
-        available_delta=-quantity,
-    )
+    return _change(_HOLD, sku, store, quantity, "hold", ref, actor, available_delta=-quantity)
 
 
 def settle(
@@ -78,16 +61,7 @@ def settle(
 ) -> Level | None:
     """Turn held units into sold ones."""
     _check_quantity(quantity)
-    return _change(
-        sku,
-        store,
-        "settle",
-        ref,
-        actor,
-        values={"on_hand": Stock.on_hand - quantity, "reserved": Stock.reserved - quantity},
-        guard=Stock.reserved >= quantity,
-        available_delta=0,
-    )
+    return _change(_SETTLE, sku, store, quantity, "settle", ref, actor, available_delta=0)
 
 
 def release(
@@ -95,16 +69,7 @@ def release(
 ) -> Level | None:
     """Return held units to sale."""
     _check_quantity(quantity)
-    return _change(
-        sku,
-        store,
-        "release",
-        ref,
-        actor,
-        values={"reserved": Stock.reserved - quantity},
-        guard=Stock.reserved >= quantity,
-        available_delta=quantity,
-    )
+    return _change(_RELEASE, sku, store, quantity, "release", ref, actor, available_delta=quantity)
 
 
 def restock(
@@ -118,16 +83,7 @@ def restock(
 ) -> Level | None:
     """Add units to stock (a delivery, or a refunded unit put back on the shelf)."""
     _check_quantity(quantity)
-    return _change(
-        sku,
-        store,
-        reason,
-        ref,
-        actor,
-        values={"on_hand": Stock.on_hand + quantity},
-        guard=None,
-        available_delta=quantity,
-    )
+    return _change(_RESTOCK, sku, store, quantity, reason, ref, actor, available_delta=quantity)
 
 
 def adjust(
@@ -136,16 +92,8 @@ def adjust(
     """Set on-hand units to a counted number, never below what is reserved."""
     if not isinstance(counted, int) or isinstance(counted, bool) or counted < 0:
         raise ValueError(f"counted stock must be a whole number of at least 0, not {counted!r}")
-    return _change(
-        sku,
-        store,
-        "adjust",
-        ref,
-        actor,
-        values={"on_hand": counted},
-        guard=Stock.reserved <= counted,
-        available_delta=None,
-    )
+    # An adjustment may go either way: available_delta None always re-syncs the link.
+    return _change(_ADJUST, sku, store, counted, "adjust", ref, actor, available_delta=None)
 
 
 def _check_quantity(quantity: int) -> None:
@@ -153,51 +101,73 @@ def _check_quantity(quantity: int) -> None:
         raise ValueError(f"quantity must be a whole number of at least 1, not {quantity!r}")
 
 
+def _guarded(values: dict[str, Any], guard: ColumnElement[bool] | None) -> Update:
+    """Return one operation's UPDATE, taking the item as :item_sku, :item_store."""
+    stmt = update(_stock).where(
+        _stock.c.sku == bindparam("item_sku"), _stock.c.store == bindparam("item_store")
+    )
+    if guard is not None:
+        stmt = stmt.where(guard)
+    return stmt.values(values).returning(_stock.c.on_hand, _stock.c.reserved)
+
+
+# Built once, at import: on the webhook's path, building and caching a statement per call
+# cost more than running it (bench/webhook.py). :n is the quantity (adjust: the count).
+_stock = Stock.__table__
+_n = bindparam("n")
+_available = _stock.c.on_hand - _stock.c.reserved
+_TAKE = _guarded({"on_hand": _stock.c.on_hand - _n}, _available >= _n)
+_HOLD = _guarded({"reserved": _stock.c.reserved + _n}, _available >= _n)
+_SETTLE = _guarded(
+    {"on_hand": _stock.c.on_hand - _n, "reserved": _stock.c.reserved - _n},
+    _stock.c.reserved >= _n,
+)
+_RELEASE = _guarded({"reserved": _stock.c.reserved - _n}, _stock.c.reserved >= _n)
+_RESTOCK = _guarded({"on_hand": _stock.c.on_hand + _n}, None)
+_ADJUST = _guarded({"on_hand": _n}, _stock.c.reserved <= _n)
+_LOG = insert(StockEvent.__table__)
+_LOCK_LOG = text("SELECT pg_advisory_xact_lock(:key, hashtext(:store))")
+# Set on the session by every change: stream.py wakes its reader after such a commit.
+CHANGED = "swagstore.stock_changed"
+
+
 def _change(
+    stmt: Update,
     sku: str,
     store: str,
+    n: int,
     reason: str,
     ref: str | None,
     actor: str | None,
     *,
-    values: dict,
-    guard: ColumnElement[bool] | None,
     available_delta: int | None,
 ) -> Level | None:
     """Run one guarded UPDATE, log it, and queue a link switch if availability crossed 0."""
-    if db.session.get_bind().dialect.name == "postgresql":
+    conn = db.session.connection()
+    if conn.dialect.name == "postgresql":
         # The live stream follows stock_event by id. PostgreSQL hands out ids before commit,
         # so a later id could become visible first and a reader would skip the earlier one.
         # One writer per store from here to commit keeps id order equal to commit order,
         # as SQLite's single writer does. Taken before the UPDATE, so no row lock is held
         # while waiting for it.
-        db.session.execute(
-            text("SELECT pg_advisory_xact_lock(:key, hashtext(:store))"),
-            {"key": STOCK_LOG_LOCK, "store": store},
-        )
-    stmt = update(Stock).where(Stock.sku == sku, Stock.store == store)
-    if guard is not None:
-        stmt = stmt.where(guard)
-    stmt = (
-        stmt.values(values)
-        .returning(Stock.on_hand, Stock.reserved)
-        .execution_options(synchronize_session=False)
-    )
-    row = db.session.execute(stmt).one_or_none()
+        conn.execute(_LOCK_LOG, {"key": STOCK_LOG_LOCK, "store": store})
+    row = conn.execute(stmt, {"item_sku": sku, "item_store": store, "n": n}).one_or_none()
     if row is None:
         return None
     level = Level(sku, store, row.on_hand, row.reserved)
-    db.session.execute(
-        insert(StockEvent).values(
-            sku=sku,
-            store=store,
-            on_hand=level.on_hand,
-            reserved=level.reserved,
-            reason=reason,
-            ref=ref,
-            actor=actor,
-        )
+    conn.execute(
+        _LOG,
+        {
+            "sku": sku,
+            "store": store,
+            "on_hand": level.on_hand,
+            "reserved": level.reserved,
+            "reason": reason,
+            "ref": ref,
+            "actor": actor,
+        },
     )
+    db.session.info[CHANGED] = True
     if available_delta is None:
         crossed = True  # an adjustment may go either way; a spare sync is harmless
     else:
