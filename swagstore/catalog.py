@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from .models import PaymentLink, Product, Sale, Stock, StockEvent, Store, db, utcnow
 
@@ -276,6 +276,42 @@ def listings(store: str) -> list[Listing]:
         )
         for p, s, n, link_id, link_url in db.session.execute(stmt)
     ]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An item still in stock, as a sold-out page suggests it."""
+
+    sku: str
+    name: str
+    price: int
+    currency: str
+    available: int
+
+
+# Built once: a drop asks it of every visitor who finds their item gone.
+_IN_STOCK = (
+    select(
+        Product.sku,
+        Product.name,
+        Product.price,
+        Product.currency,
+        (Stock.on_hand - Stock.reserved).label("available"),
+    )
+    .join(Stock, Stock.sku == Product.sku)
+    .where(
+        Stock.store == bindparam("store"),
+        Stock.sku != bindparam("except_sku"),
+        Stock.on_hand - Stock.reserved > 0,
+    )
+    .order_by(Product.position, Product.sku)
+)
+
+
+def in_stock(store: str, except_sku: str) -> list[Offer]:
+    """List the items a store still has available, in catalog order, but one."""
+    rows = db.session.execute(_IN_STOCK, {"store": store, "except_sku": except_sku})
+    return [Offer(*row) for row in rows]
 
 
 def last_event_id() -> int:

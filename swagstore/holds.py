@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import catalog, inventory, payments, tasks
-from .models import Hold, Product, Stock, Task, db, utcnow
+from .models import Hold, Product, Stock, Task, db, read_only, utcnow
 
 OPEN = ("active", "expiring")
 # Stripe refuses a Checkout Session that expires sooner than 30 minutes after creation.
@@ -69,7 +69,7 @@ class SoldOut:
     """No unit to hold; what else the store has in stock."""
 
     sku: str
-    others: list[catalog.Listing]
+    others: list[catalog.Offer]
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,18 @@ def visitor_token(visitor: str, sku: str, store: str) -> str:
 
 def start_hold(sku: str, store: str, seconds: int, token: str | None = None) -> Held | None:
     """Hold one unit for a visitor (or return their open hold); None when none is available."""
-    if token is not None:
-        held = _active_hold(token)
-        if held is not None:
-            return held
-    if db.session.get(Stock, (sku, store)) is None:
-        db.session.rollback()
+    # Read first without the write lock: in a drop most visitors find the item sold out,
+    # and that answer should not wait behind the writers.
+    read_only()
+    held = _active_hold(token) if token is not None else None
+    available = db.session.scalar(_AVAILABLE, {"sku": sku, "store": store})
+    db.session.rollback()
+    if held is not None:
+        return held
+    if available is None:
         raise UnknownItem(sku)
+    if available <= 0:
+        return None
     hold = Hold(
         sku=sku,
         store=store,
@@ -118,10 +123,11 @@ def start_hold(sku: str, store: str, seconds: int, token: str | None = None) -> 
     try:
         db.session.flush()
     except IntegrityError:
-        # The same visitor's other request inserted this token first (PostgreSQL; SQLite
-        # serialises the two transactions, so the lookup above finds it there).
+        # The same visitor's other request inserted this token since the lookup above.
         db.session.rollback()
-        return _active_hold(token) if token is not None else None
+        held = _active_hold(token) if token is not None else None
+        db.session.rollback()
+        return held
     if inventory.hold(sku, store, hold.quantity, ref=f"hold-{hold.id}") is None:
         db.session.rollback()
         return None
@@ -355,20 +361,30 @@ def open_intent(sku: str, store: str, token: str | None, *, hold_seconds: int) -
 
 def sold_out(sku: str, store: str) -> SoldOut:
     """Describe a sold-out item with the other items still in stock."""
-    others = [item for item in catalog.listings(store) if item.sku != sku and not item.sold_out]
+    db.session.rollback()
+    read_only()
+    others = catalog.in_stock(store, except_sku=sku)
     db.session.rollback()
     return SoldOut(sku, others)
 
 
+_ACTIVE_HOLD = select(
+    Hold.id,
+    Hold.sku,
+    Hold.store,
+    Hold.quantity,
+    Hold.created_at,
+    Hold.checkout_session_id,
+    Hold.payment_intent_id,
+).where(Hold.client_token == bindparam("token"), Hold.status == "active")
+_AVAILABLE = select(Stock.on_hand - Stock.reserved).where(
+    Stock.sku == bindparam("sku"), Stock.store == bindparam("store")
+)
+
+
 def _active_hold(token: str) -> Held | None:
-    hold = db.session.scalar(
-        select(Hold).where(Hold.client_token == token, Hold.status == "active")
-    )
-    if hold is None:
-        return None
-    held = _snapshot(hold, new=False)
-    db.session.rollback()
-    return held
+    row = db.session.execute(_ACTIVE_HOLD, {"token": token}).one_or_none()
+    return None if row is None else Held(*row, new=False)
 
 
 def _snapshot(hold: Hold, *, new: bool) -> Held:

@@ -61,6 +61,16 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+def read_only() -> None:
+    """Run the session's next statements, until it commits or rolls back, without a write lock.
+
+    On SQLite this skips BEGIN IMMEDIATE, so a read (a sold-out answer, say) never queues
+    behind the writers. In a transaction already open the reads simply run in it.
+    """
+    if not db.session().in_transaction():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 class Store(db.Model):
     """A booth: one stock row per product, one set of payment links."""
 

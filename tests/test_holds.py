@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -66,6 +68,23 @@ def test_no_unit_no_hold(app):
         assert holds.start_hold("tee-m", STORE, 300, "b") is None
         assert db.session.scalar(select(db.func.count(Hold.id))) == 1
         assert level() == (1, 1)
+
+
+def test_a_sold_out_answer_waits_for_no_writer(app, db_path):
+    make_product(app, stock=1)
+    with app.app_context():
+        mine = holds.start_hold("tee-m", STORE, 300, "a")
+    writer = sqlite3.connect(db_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process mid-transaction, holding the lock
+    try:
+        with app.app_context():
+            # Were either to take the write lock, it would wait out busy_timeout and fail.
+            assert holds.start_hold("tee-m", STORE, 300, "b") is None
+            assert holds.start_hold("tee-m", STORE, 300, "a") == replace(mine, new=False)
+            assert holds.sold_out("tee-m", STORE).sku == "tee-m"
+    finally:
+        writer.rollback()
+        writer.close()
 
 
 def test_unknown_item_is_refused(app):
