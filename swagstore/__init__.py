@@ -78,9 +78,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
 
-    from . import cli, stream, tasks
+    from . import cli, group_commit, stream, tasks
 
     stream.init_app(app)
+    group_commit.init_app(app)
 
     cli.init_app(app)
     tasks.init_app(app)

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import holds, inventory, tasks
 from .models import Hold, Sale, Stock, Store, StripeEvent, db, utcnow
@@ -48,7 +48,7 @@ def apply(event: dict[str, Any]) -> Result:
     """Apply a Stripe event at most once and commit; a repeat changes nothing."""
     handler = HANDLERS.get(event.get("type") or "")
     if handler is None:
-        return Result("ignored", f"event type {event.get('type')!r} is not handled")
+        return _not_handled(event)
     try:
         return _apply_once(event, handler)
     except IntegrityError:
@@ -62,6 +62,36 @@ def apply(event: dict[str, Any]) -> Result:
         if _seen(event["id"]):
             return Result("duplicate")
         raise
+
+
+def apply_all(events: list[dict[str, Any]]) -> list[Result | Exception]:
+    """Apply events in order in one transaction and commit once; a failed one goes alone."""
+    try:
+        results = [_apply_uncommitted(event) for event in events]
+        db.session.commit()
+    except OperationalError:
+        # The database is locked or failing: nothing is applied, so every event is retried.
+        db.session.rollback()
+        raise
+    except Exception:
+        # One malformed or conflicting event must not sink the others: each goes alone and
+        # gets its own answer.
+        db.session.rollback()
+        return [_apply_alone(event) for event in events]
+    for event, result in zip(events, results, strict=True):
+        _log_unmatched(event, result)
+    return list(results)
+
+
+def _apply_alone(event: dict[str, Any]) -> Result | Exception:
+    try:
+        return apply(event)
+    except Exception as e:
+        return e
+
+
+def _not_handled(event: dict[str, Any]) -> Result:
+    return Result("ignored", f"event type {event.get('type')!r} is not handled")
 
 
 def _seen(event_id: str) -> bool:
@@ -81,11 +111,26 @@ _SALE_ID_FOR = select(_sales.c.id).where(_sales.c.checkout_session_id == bindpar
 
 def _apply_once(event: dict[str, Any], handler: Handler) -> Result:
     try:
+        result = _apply_uncommitted(event, handler)
+        db.session.commit()
+    except Exception:
+        # A duplicate or a locked database: leave nothing half-done.
+        db.session.rollback()
+        raise
+    _log_unmatched(event, result)
+    return result
+
+
+def _apply_uncommitted(event: dict[str, Any], handler: Handler | None = None) -> Result:
+    """Apply one event in the session's transaction, recording its id, without committing."""
+    handler = handler or HANDLERS.get(event.get("type") or "")
+    if handler is None:
+        return _not_handled(event)
+    try:
         # The transaction holds SQLite's write lock from its first statement, so nothing
         # records this event between this check and the insert below; on PostgreSQL a
         # concurrent twin fails that insert on the primary key and rolls back whole.
         if db.session.connection().scalar(_SEEN, {"event_id": event["id"]}) is not None:
-            db.session.rollback()
             return Result("duplicate")
         effect = handler(event["data"]["object"])
         db.session.connection().execute(
@@ -98,17 +143,14 @@ def _apply_once(event: dict[str, Any], handler: Handler) -> Result:
                 "payload": event if effect.keep_payload else None,
             },
         )
-        db.session.commit()
     except (KeyError, TypeError) as e:
-        db.session.rollback()
         raise MalformedEvent(f"event {event.get('id')!r} lacks {e}") from e
-    except Exception:
-        # A duplicate or a locked database: leave nothing half-done.
-        db.session.rollback()
-        raise
-    if effect.outcome == "unmatched":
-        current_app.logger.warning("Stripe event %s unmatched: %s", event["id"], effect.note)
     return Result(effect.outcome, effect.note)
+
+
+def _log_unmatched(event: dict[str, Any], result: Result) -> None:
+    if result.outcome == "unmatched":
+        current_app.logger.warning("Stripe event %s unmatched: %s", event["id"], result.note)
 
 
 # Checkout sessions (mode payment_link, and a payment that outlived its hold) -------------
