@@ -137,6 +137,20 @@ class Server:
                 self.proc.wait(timeout=30)
         self.proc = None
 
+    def cpu_seconds(self) -> float:
+        """Return the CPU time (user + system) the server's processes have used so far."""
+        assert self.proc is not None
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in _group(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def rss_bytes(self) -> int:
         """Return the resident memory of the server's processes (master and workers)."""
         assert self.proc is not None

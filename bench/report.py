@@ -89,10 +89,14 @@ def main(failures: dict[str, str] | None = None, extras: dict[str, str] | None =
     lines += ["", "## Notes", ""]
     if w:
         lines.append(
-            f"- webhook: each event is one SQLite transaction made durable before the 200 "
-            f"(synchronous=FULL: an fsync per commit), so one writer at a time and the disk "
-            f"set the ceiling; a 4 KiB write + fsync took {w.get('fsync_ms', '?')} ms (median) "
-            "on this disk in the same run. "
+            "- webhook: each server process applies the events its requests hand in as one "
+            "transaction per batch (group commit, swagstore/group_commit.py), durable "
+            "(synchronous=FULL) before any of them is answered; a 4 KiB write + fsync took "
+            f"{w.get('fsync_ms', '?')} ms (median) on this disk in the same run. The servers "
+            f"used {w.get('store_cpu_ms_per_event', '?')} ms of CPU per event against the "
+            f"baseline's {w.get('baseline_cpu_ms_per_event', '?')} ms per request: signature "
+            "check and Stripe object, the transaction's statements, and the hand-over to the "
+            "writer thread (see bench/webhook_cost.py below). "
             f"First answers: {w.get('error_statuses')}; a 5xx (the database stayed locked "
             "past busy_timeout) means 'not applied, try again', so those events were "
             f"redelivered as Stripe would ({w.get('redelivered_after_5xx')} redeliveries). "

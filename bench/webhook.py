@@ -93,7 +93,13 @@ def write(path: Path, requests: list[dict]) -> Path:
 
 
 def fire(server: harness.Server, path: Path, concurrency: int) -> dict:
-    return harness.run_client("post", server.url + "/stripe/webhook", str(path), str(concurrency))
+    """Send every request in path; add the server's CPU time per request to the figures."""
+    before = server.cpu_seconds()
+    result = harness.run_client(
+        "post", server.url + "/stripe/webhook", str(path), str(concurrency)
+    )
+    result["server_cpu_ms"] = round((server.cpu_seconds() - before) / result["count"] * 1000, 3)
+    return result
 
 
 def catalog(path: Path, stock: int) -> Path:
@@ -204,6 +210,8 @@ def main() -> None:
             "store_p99_ms": max(r["store"]["p99_ms"] for r in rounds),
             "baseline_p50_ms": max(r["baseline"]["p50_ms"] for r in rounds),
             "baseline_p99_ms": max(r["baseline"]["p99_ms"] for r in rounds),
+            "store_cpu_ms_per_event": max(r["store"]["server_cpu_ms"] for r in rounds),
+            "baseline_cpu_ms_per_event": max(r["baseline"]["server_cpu_ms"] for r in rounds),
             "errors": errors,
             "error_statuses": dict(
                 sum(
