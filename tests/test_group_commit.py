@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from stripe_fixtures import WEBHOOK_SECRET, make_event, make_session, sign
 
-from conftest import STORE, make_product
+from conftest import STORE, both_databases, make_product
 from swagstore import fulfilment, group_commit
 from swagstore.models import Sale, Stock, StripeEvent, db
 
@@ -126,6 +126,7 @@ def test_an_idle_writer_ends_and_the_next_event_starts_another(app, monkeypatch)
     assert recorded(app) == (8, 2, 2)
 
 
+@both_databases
 def test_many_threads_at_once_apply_every_event_once(app):
     make_product(app, stock=200)
     events = [make_event(make_session()) for _ in range(150)]
