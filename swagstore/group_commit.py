@@ -15,6 +15,7 @@ import fcntl
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -74,22 +75,30 @@ class Writer:
         return pending.outcome
 
     def _run(self) -> None:
-        with self.app.app_context(), _writers_queue() as turn:
-            while True:
-                batch = self._take_batch()
-                if batch is None:
+        while True:
+            try:
+                with self.app.app_context(), _writers_queue() as turn:
+                    while (batch := self._take_batch()) is not None:
+                        self._commit(batch, turn)
                     return
-                try:
-                    with turn():
-                        outcomes = fulfilment.apply_all([p.event for p in batch])
-                except Exception as e:
-                    # Nothing of the batch was committed: every event answers with the error.
-                    outcomes = [e] * len(batch)
-                finally:
-                    db.session.remove()
-                self.batches += 1
-                for pending, outcome in zip(batch, outcomes, strict=True):
-                    pending.finish(outcome)
+            except Exception:
+                # A dead writer would strand every event queued behind it: log, pause, go on.
+                self.app.logger.exception("group commit writer failed; starting again")
+                time.sleep(1)
+
+    def _commit(
+        self, batch: list[_Pending], turn: Callable[[], AbstractContextManager[None]]
+    ) -> None:
+        try:
+            with turn():
+                outcomes = fulfilment.apply_all([p.event for p in batch])
+        except Exception as e:
+            # Nothing of the batch was committed: every event answers with the error.
+            outcomes = [e] * len(batch)
+        self.batches += 1
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            pending.finish(outcome)
+        db.session.remove()
 
     def _take_batch(self) -> list[_Pending] | None:
         """Wait for an event, then take every other one queued (up to MAX_BATCH)."""

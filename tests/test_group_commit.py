@@ -138,3 +138,22 @@ def test_many_threads_at_once_apply_every_event_once(app):
     outcomes = [r.outcome for r in results]
     assert (outcomes.count("applied"), outcomes.count("duplicate")) == (150, 30)
     assert recorded(app) == (50, 150, 150)
+
+
+def test_a_writer_that_fails_outside_a_batch_starts_again(app, monkeypatch, caplog):
+    make_product(app, stock=10)
+    real, calls = group_commit._writers_queue, []
+
+    def broken_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("no room for the lock file")
+        return real()
+
+    monkeypatch.setattr(group_commit, "_writers_queue", broken_once)
+    writer(app).wait_seconds = 10
+
+    assert submit(app, make_event(make_session())).outcome == "applied"
+    assert len(calls) == 2
+    assert "group commit writer failed" in caplog.text
+    assert recorded(app) == (9, 1, 1)
