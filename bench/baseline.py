@@ -10,6 +10,7 @@ import os
 import threading
 import time
 
+import stripe
 from flask import Flask, Response, request
 
 app = Flask(__name__)
@@ -29,6 +30,21 @@ def healthz() -> dict:
 def webhook() -> dict:
     """Read the body and answer 200, as a webhook endpoint must at the very least."""
     request.get_data()
+    return {"outcome": "applied"}
+
+
+_stripe = stripe.StripeClient("sk_test_baseline")
+
+
+@app.post("/verified/stripe/webhook")
+def verified_webhook() -> dict:
+    """Check the signature with construct_event, as the store must, and do nothing more."""
+    event = _stripe.construct_event(
+        request.get_data(),
+        request.headers.get("Stripe-Signature", ""),
+        os.environ["SWAGSTORE_STRIPE_WEBHOOK_SECRET"],
+    )
+    event.to_dict(for_json=True)
     return {"outcome": "applied"}
 
 

@@ -92,12 +92,12 @@ def write(path: Path, requests: list[dict]) -> Path:
     return path
 
 
-def fire(server: harness.Server, path: Path, concurrency: int) -> dict:
+def fire(
+    server: harness.Server, path: Path, concurrency: int, route: str = "/stripe/webhook"
+) -> dict:
     """Send every request in path; add the server's CPU time per request to the figures."""
     before = server.cpu_seconds()
-    result = harness.run_client(
-        "post", server.url + "/stripe/webhook", str(path), str(concurrency)
-    )
+    result = harness.run_client("post", server.url + route, str(path), str(concurrency))
     result["server_cpu_ms"] = round((server.cpu_seconds() - before) / result["count"] * 1000, 3)
     return result
 
@@ -149,16 +149,23 @@ def main() -> None:
                     write(work / "b.jsonl", [signed(e) for e in events]),
                     args.concurrency,
                 )
+                v = fire(
+                    base,
+                    write(work / "v.jsonl", [signed(e) for e in events]),
+                    args.concurrency,
+                    route="/verified/stripe/webhook",
+                )
                 s = fire(
                     store,
                     write(work / "s.jsonl", [signed(e) for e in events]),
                     args.concurrency,
                 )
                 applied_events += events
-                rounds.append({"baseline": b, "store": s})
+                rounds.append({"baseline": b, "verify_only": v, "store": s})
                 print(
                     f"round {r + 1}: store {args.events / s['wall_s']:.0f}/s, "
-                    f"baseline {args.events / b['wall_s']:.0f}/s",
+                    f"baseline {args.events / b['wall_s']:.0f}/s, "
+                    f"verify-only {args.events / v['wall_s']:.0f}/s",
                     flush=True,
                 )
             # A 5xx asks Stripe to try again later, and Stripe does: so does this, until every
@@ -205,7 +212,19 @@ def main() -> None:
             "concurrency": args.concurrency,
             "store_per_s": round(store_rate, 1),
             "baseline_per_s": round(base_rate, 1),
+            # The same bare endpoint, but checking the signature with construct_event as
+            # the store must: the most any store could reach on this stack.
+            "verify_only_per_s": round(
+                args.events * args.rounds / sum(r["verify_only"]["wall_s"] for r in rounds), 1
+            ),
             "ratio": round(store_rate / base_rate, 3),
+            "verify_only_ratio": round(
+                args.events
+                * args.rounds
+                / sum(r["verify_only"]["wall_s"] for r in rounds)
+                / base_rate,
+                3,
+            ),
             "store_p50_ms": max(r["store"]["p50_ms"] for r in rounds),
             "store_p99_ms": max(r["store"]["p99_ms"] for r in rounds),
             "baseline_p50_ms": max(r["baseline"]["p50_ms"] for r in rounds),
