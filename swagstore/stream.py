@@ -1,11 +1,13 @@
 """The stock-event log as server-sent events.
 
-One reader thread per process follows `stock_event` on a short tick and fans new rows out
-to that process's open clients through a shared ring buffer and a Condition, so a thousand
-clients cost one query per tick, not a thousand. Every worker reads the shared log, not
-process memory, so a sale made through one worker reaches the clients of all of them. A
-client that resumes with Last-Event-ID, or falls behind the buffer, reads its gap from the
-database first.
+One reader thread per process follows `stock_event` and fans new rows out to that
+process's open clients through a shared ring buffer and a Condition, so a thousand clients
+cost one query per read, not a thousand, and one JSON encoding per row. The reader reads at
+once when a commit in its own process logged a change (inventory marks the session, an
+after_commit listener wakes the reader), and on a short tick for the other processes' sales:
+every worker reads the shared log, not process memory, so a sale made through one worker
+reaches the clients of all of them. A client that resumes with Last-Event-ID, or falls
+behind the buffer, reads its gap from the database first.
 
 Following `id > last` relies on rows becoming visible in id order. SQLite guarantees it
 (one writer at a time, ids from max + 1). On PostgreSQL two transactions can commit out of
@@ -26,9 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from .inventory import CHANGED
 from .models import Stock, StockEvent, db
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,7 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 RETRY_MS = 1000
 # A process with no room left sends its clients away for longer.
 BUSY_RETRY_MS = 10_000
-# Rows read per query; a reader that is behind catches up in several ticks.
+# Rows read per query; a reader that is behind catches up in several reads.
 BATCH = 500
 
 _brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
@@ -87,7 +91,7 @@ class Broker:
         engine: Engine,
         store: str,
         *,
-        tick: float = 0.1,
+        tick: float = 0.02,
         ping: float = 15.0,
         max_clients: int = 100,
         buffer: int = 1024,
@@ -98,9 +102,14 @@ class Broker:
         self.ping = ping
         self.max_clients = max_clients
         self._cond = threading.Condition()
-        self._buffer: deque[Change] = deque(maxlen=buffer)
+        # (id, SSE text) of the newest rows, encoded once by the reader for every client.
+        self._buffer: deque[tuple[int, str]] = deque(maxlen=buffer)
         self._floor = 0  # the buffer holds every row of this store after this id
         self._head = 0  # the newest row the reader has seen
+        # The last read's rows as one text: (id before them, text). Most woken clients were
+        # at that id and take the text as it is.
+        self._recent = (0, "")
+        self._wake = threading.Event()
         self._clients = 0
         self._reader: threading.Thread | None = None
         self._closed = False
@@ -136,10 +145,10 @@ class Broker:
             if changes:
                 yield "".join(c.encode() for c in changes)
             while True:
-                changes, last, closed = self._wait(last)
+                text, last, closed = self._wait(last)
                 if closed:
                     return
-                yield "".join(c.encode() for c in changes) if changes else ": ping\n\n"
+                yield text or ": ping\n\n"
         finally:
             with self._cond:
                 self._clients -= 1
@@ -161,25 +170,37 @@ class Broker:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._wake.set()
 
-    def _wait(self, last: int) -> tuple[list[Change], int, bool]:
-        """Wait up to one ping interval for rows after `last`."""
+    def wake(self) -> None:
+        """Read the log now rather than at the next tick: this process committed a change."""
+        self._wake.set()
+
+    def _wait(self, last: int) -> tuple[str, int, bool]:
+        """Wait up to one ping interval for rows after `last`; return their text."""
         with self._cond:
             self._cond.wait_for(lambda: self._closed or self._head > last, timeout=self.ping)
             if self._closed:
-                return [], last, True
+                return "", last, True
             if self._head <= last:
-                return [], last, False
+                return "", last, False
+            if self._recent[0] == last:
+                return self._recent[1], self._head, False
             if last >= self._floor:
-                changes = [c for c in self._buffer if c.id > last]
-                return changes, self._head, False
+                # Newest first, only as far back as this client has seen.
+                texts = []
+                for id_, text in reversed(self._buffer):
+                    if id_ <= last:
+                        break
+                    texts.append(text)
+                return "".join(reversed(texts)), self._head, False
         # Fell behind the ring buffer (or the reader restarted): read the gap instead.
         with self._connect() as conn:
             changes = self._since(conn, last)
-        return changes, changes[-1].id if changes else last, False
+        return "".join(c.encode() for c in changes), changes[-1].id if changes else last, False
 
     def _read(self) -> None:
-        """Poll the log while this process has clients, then stop."""
+        """Follow the log while this process has clients, then stop."""
         conn: Connection | None = None
         try:
             while True:
@@ -193,6 +214,7 @@ class Broker:
                         with self._cond:
                             self._buffer.clear()
                             self._head = self._floor = self._max_id(conn)
+                            self._recent = (self._head, "")
                             self._cond.notify_all()
                     rows = self._since(conn, self._head, limit=BATCH)
                 except SQLAlchemyError:
@@ -202,15 +224,22 @@ class Broker:
                         conn = None
                     rows = []
                 if rows:
+                    texts = [change.encode() for change in rows]
                     with self._cond:
-                        for change in rows:
+                        for change, text in zip(rows, texts, strict=True):
                             if len(self._buffer) == self._buffer.maxlen:
-                                self._floor = self._buffer[0].id
-                            self._buffer.append(change)
+                                self._floor = self._buffer[0][0]
+                            self._buffer.append((change.id, text))
+                        self._recent = (self._head, "".join(texts))
                         self._head = rows[-1].id
                         self._cond.notify_all()
-                if len(rows) < BATCH:
-                    time.sleep(self.tick if conn is not None else 1.0)
+                if conn is None:
+                    time.sleep(1.0)
+                elif len(rows) < BATCH:
+                    # Cleared after waking and before the next read: a commit that lands
+                    # during that read sets it again, so it is never lost.
+                    self._wake.wait(self.tick)
+                    self._wake.clear()
         finally:
             if conn is not None:
                 conn.close()
@@ -259,7 +288,7 @@ class Broker:
 def init_app(app: Flask) -> None:
     """Give the app its stream broker, reading the app's database for its store."""
     app.config.setdefault("STREAM_PING_SECONDS", 15)
-    app.config.setdefault("STREAM_TICK_SECONDS", 0.1)
+    app.config.setdefault("STREAM_TICK_SECONDS", 0.02)
     # None: gunicorn.conf.py sizes it from the worker's threads; 100 under `flask run`.
     app.config.setdefault("STREAM_MAX_CLIENTS", None)
     with app.app_context():
@@ -276,6 +305,20 @@ def init_app(app: Flask) -> None:
 def broker(app: Flask) -> Broker:
     """Return the app's stream broker."""
     return app.extensions["swagstore.stream"]  # type: ignore[no-any-return]
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    # The commit made the session's stock changes visible: this process's readers send
+    # them now instead of at the next tick. A spare wake costs one indexed read.
+    if session.info.pop(CHANGED, False):
+        for each in list(_brokers):
+            each.wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(CHANGED, None)
 
 
 def close_all(*_: Any) -> None:

@@ -184,6 +184,63 @@ def test_a_full_process_sends_clients_away_to_retry(app):
     assert one.clients == 0
 
 
+def test_a_commit_in_this_process_reaches_clients_before_the_next_tick(app):
+    """With an hour's tick and a 30 s ping, only the after-commit wake brings sales first."""
+    make_product(app, "tee-m", stock=5)
+    with app.app_context():
+        slow = stream.Broker(db.engine, STORE, tick=3600, ping=DEADLINE)
+    messages = slow.follow(None)
+    try:
+        next(messages)
+        next(messages)
+        for available in (4, 3):
+            take(app, "tee-m")
+            (message,) = parse(next(messages))
+            assert (message.get("id"), message.get("data", {}).get("available")) == (
+                stream_ids(app)[-1],
+                available,
+            )
+    finally:
+        messages.close()
+        slow.close()
+        for thread in threading.enumerate():
+            if thread.name == f"stream-reader-{STORE}":
+                thread.join(DEADLINE)
+
+
+def test_only_a_committed_stock_change_marks_the_session(app):
+    make_product(app, "tee-m", stock=5)
+    with app.app_context():
+        assert inventory.take("tee-m", STORE) is not None
+        assert db.session.info[inventory.CHANGED] is True
+        db.session.rollback()
+        assert inventory.CHANGED not in db.session.info
+        assert inventory.take("tee-m", STORE) is not None
+        db.session.commit()
+        assert inventory.CHANGED not in db.session.info
+
+
+def test_clients_at_different_points_each_get_exactly_their_missing_rows(app, broker):
+    make_product(app, "tee-m", stock=10)
+    ahead, behind = broker.follow(None), broker.follow(None)
+    for messages in (ahead, behind):
+        next(messages)
+        next(messages)
+    start = stream_ids(app)[-1]
+    received: dict[str, list[dict]] = {"ahead": [], "behind": []}
+    for _ in range(3):
+        take(app, "tee-m")
+        while len(received["ahead"]) < len([i for i in stream_ids(app) if i > start]):
+            received["ahead"] += next_data(ahead)
+    while len(received["behind"]) < 3:
+        received["behind"] += next_data(behind)
+    for got in received.values():
+        assert [m["id"] for m in got] == [i for i in stream_ids(app) if i > start]
+        assert [m["data"]["available"] for m in got] == [9, 8, 7]
+    ahead.close()
+    behind.close()
+
+
 def test_close_ends_streams_and_the_reader_stops(app, broker):
     make_product(app, "tee-m", stock=1)
     # Another test's reader may still be winding down: count only the one this starts.
