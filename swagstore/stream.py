@@ -1,8 +1,8 @@
 """The stock-event log as server-sent events.
 
 One reader thread per process follows `stock_event` and fans new rows out to that
-process's open clients through a shared ring buffer and a Condition, so a thousand clients
-cost one query per read, not a thousand, and one JSON encoding per row. The reader reads at
+process's open clients through a shared ring buffer, so a thousand clients cost one query
+per read, not a thousand, and one JSON encoding per row. The reader reads at
 once when a commit in its own process logged a change (inventory marks the session, an
 after_commit listener wakes the reader), and on a short tick for the other processes' sales:
 every worker reads the shared log, not process memory, so a sale made through one worker
@@ -17,6 +17,7 @@ item's next change (a reconnect or reload shows the right count).
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
 import threading
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, Engine, event, func, select
+from sqlalchemy import Connection, Engine, bindparam, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,15 @@ BUSY_RETRY_MS = 10_000
 BATCH = 500
 
 _brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
+# Built once: the reader runs this every tick in every process.
+_SINCE = (
+    select(
+        StockEvent.id, StockEvent.sku, StockEvent.store, StockEvent.on_hand, StockEvent.reserved
+    )
+    .where(StockEvent.store == bindparam("store"), StockEvent.id > bindparam("last"))
+    .order_by(StockEvent.id)
+)
+_SINCE_BATCH = _SINCE.limit(BATCH)
 
 
 @dataclass(frozen=True)
@@ -101,14 +111,17 @@ class Broker:
         self.tick = tick
         self.ping = ping
         self.max_clients = max_clients
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # One parked lock per waiting client, released by the reader after each read.
+        self._waiters: list[_thread.LockType] = []
         # (id, SSE text) of the newest rows, encoded once by the reader for every client.
         self._buffer: deque[tuple[int, str]] = deque(maxlen=buffer)
         self._floor = 0  # the buffer holds every row of this store after this id
         self._head = 0  # the newest row the reader has seen
-        # The last read's rows as one text: (id before them, text). Most woken clients were
-        # at that id and take the text as it is.
-        self._recent = (0, "")
+        # The newest read as one tuple, replaced whole so a woken client reads it without
+        # the lock that hundreds of other woken clients want too: (head, id before the
+        # read's rows, their text, closed). Most clients were at that id and send the text.
+        self._news: tuple[int, int, str, bool] = (0, 0, "", False)
         self._wake = threading.Event()
         self._clients = 0
         self._reader: threading.Thread | None = None
@@ -118,12 +131,12 @@ class Broker:
     @property
     def clients(self) -> int:
         """Return the number of clients streaming from this process."""
-        with self._cond:
+        with self._lock:
             return self._clients
 
     def follow(self, last_id: int | None) -> Iterator[str]:
         """Yield SSE text for one client: its catch-up, then live changes and pings."""
-        with self._cond:
+        with self._lock:
             closed = self._closed
             admitted = not closed and self._clients < self.max_clients
             if admitted:
@@ -150,7 +163,7 @@ class Broker:
                     return
                 yield text or ": ping\n\n"
         finally:
-            with self._cond:
+            with self._lock:
                 self._clients -= 1
 
     def catch_up(self, last_id: int | None) -> tuple[list[Change], int]:
@@ -167,9 +180,10 @@ class Broker:
 
     def close(self) -> None:
         """End every stream of this process and refuse new ones (worker shutdown)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._news = (self._head, self._head, "", True)
+        self._release_waiters()
         self._wake.set()
 
     def wake(self) -> None:
@@ -178,21 +192,31 @@ class Broker:
 
     def _wait(self, last: int) -> tuple[str, int, bool]:
         """Wait up to one ping interval for rows after `last`; return their text."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._closed or self._head > last, timeout=self.ping)
-            if self._closed:
-                return "", last, True
-            if self._head <= last:
-                return "", last, False
-            if self._recent[0] == last:
-                return self._recent[1], self._head, False
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        with self._lock:
+            parked = not self._closed and self._head <= last
+            if parked:
+                self._waiters.append(waiter)
+        if parked and not waiter.acquire(timeout=self.ping):
+            with self._lock:
+                if waiter in self._waiters:  # else the reader released it just now
+                    self._waiters.remove(waiter)
+        head, before, text, closed = self._news
+        if closed:
+            return "", last, True
+        if head <= last:
+            return "", last, False
+        if before == last:
+            return text, head, False
+        with self._lock:
             if last >= self._floor:
                 # Newest first, only as far back as this client has seen.
                 texts = []
-                for id_, text in reversed(self._buffer):
+                for id_, entry in reversed(self._buffer):
                     if id_ <= last:
                         break
-                    texts.append(text)
+                    texts.append(entry)
                 return "".join(reversed(texts)), self._head, False
         # Fell behind the ring buffer (or the reader restarted): read the gap instead.
         with self._connect() as conn:
@@ -204,19 +228,19 @@ class Broker:
         conn: Connection | None = None
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     if self._closed or self._clients == 0:
                         self._reader = None
                         return
                 try:
                     if conn is None:
                         conn = self._connect()
-                        with self._cond:
+                        with self._lock:
                             self._buffer.clear()
                             self._head = self._floor = self._max_id(conn)
-                            self._recent = (self._head, "")
-                            self._cond.notify_all()
-                    rows = self._since(conn, self._head, limit=BATCH)
+                            self._news = (self._head, self._head, "", False)
+                        self._release_waiters()
+                    rows = self._since(conn, self._head, limit=True)
                 except SQLAlchemyError:
                     log.exception("stream: reading stock_event failed; retrying")
                     if conn is not None:
@@ -225,14 +249,14 @@ class Broker:
                     rows = []
                 if rows:
                     texts = [change.encode() for change in rows]
-                    with self._cond:
+                    with self._lock:
                         for change, text in zip(rows, texts, strict=True):
                             if len(self._buffer) == self._buffer.maxlen:
                                 self._floor = self._buffer[0][0]
                             self._buffer.append((change.id, text))
-                        self._recent = (self._head, "".join(texts))
+                        self._news = (rows[-1].id, self._head, "".join(texts), False)
                         self._head = rows[-1].id
-                        self._cond.notify_all()
+                    self._release_waiters()
                 if conn is None:
                     time.sleep(1.0)
                 elif len(rows) < BATCH:
@@ -244,6 +268,13 @@ class Broker:
             if conn is not None:
                 conn.close()
 
+    def _release_waiters(self) -> None:
+        # Released outside the lock, so a woken client never waits for the reader.
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.release()
+
     def _connect(self) -> Connection:
         # AUTOCOMMIT skips the app's BEGIN IMMEDIATE, so polling never takes the write lock.
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -253,20 +284,9 @@ class Broker:
             conn.scalar(select(func.max(StockEvent.id)).where(StockEvent.store == self.store)) or 0
         )
 
-    def _since(self, conn: Connection, last: int, limit: int | None = None) -> list[Change]:
-        stmt = (
-            select(
-                StockEvent.id,
-                StockEvent.sku,
-                StockEvent.store,
-                StockEvent.on_hand,
-                StockEvent.reserved,
-            )
-            .where(StockEvent.store == self.store, StockEvent.id > last)
-            .order_by(StockEvent.id)
-            .limit(limit)
-        )
-        return [Change(*row) for row in conn.execute(stmt)]
+    def _since(self, conn: Connection, last: int, limit: bool = False) -> list[Change]:
+        stmt = _SINCE_BATCH if limit else _SINCE
+        return [Change(*row) for row in conn.execute(stmt, {"store": self.store, "last": last})]
 
     def _snapshot(self, conn: Connection) -> tuple[list[Change], int]:
         # One statement reads the levels and the newest id from one consistent view.
