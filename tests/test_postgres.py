@@ -96,7 +96,9 @@ def test_stock_log_ids_become_visible_in_order(app):
         writer = threading.Thread(target=second_writer)
         writer.start()
         try:
-            with db.engine.connect() as watcher:
+            # Autocommit: PostgreSQL keeps one pg_stat_activity snapshot per transaction, so a
+            # watcher inside one transaction would never see the second writer start waiting.
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
                 deadline = time.monotonic() + 30
                 while not watcher.scalar(
                     text(
