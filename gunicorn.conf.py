@@ -5,13 +5,14 @@ import signal
 
 bind = os.environ.get("SWAGSTORE_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("SWAGSTORE_WORKERS", "2"))
-# gthread: every open kiosk stream holds one thread, idle on a Condition between events,
-# so a worker serves `threads` requests at once. Each worker admits threads - 8 streams
-# (unless STREAM_MAX_CLIENTS is set; see post_worker_init) and keeps 8 threads for
-# webhooks, buys and staff pages; a stream beyond that is told to retry later. The
-# defaults take 2 x 56 = 112 screens; for more, raise SWAGSTORE_THREADS (an open stream
-# costs about 52 KiB, bench/stream_fanout.py). Not gevent: SQLite calls block in C, so
-# one waiting on the write lock would stall every greenlet of its worker.
+# gthread: every open kiosk stream holds one thread, parked between events (the stream's
+# reader writes them to its socket), so a worker serves `threads` requests at once. Each
+# worker admits threads - 8 streams (unless STREAM_MAX_CLIENTS is set; see
+# post_worker_init) and keeps 8 threads for webhooks, buys and staff pages; a stream
+# beyond that is told to retry later. The defaults take 2 x 56 = 112 screens; for more,
+# raise SWAGSTORE_THREADS (an open stream costs about 52 KiB, bench/stream_fanout.py). Not
+# gevent: SQLite calls block in C, so one waiting on the write lock would stall every
+# greenlet of its worker.
 worker_class = "gthread"
 # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections
 # over the workers; with one shared socket the first worker to wake takes nearly every

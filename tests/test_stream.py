@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -239,6 +240,106 @@ def test_clients_at_different_points_each_get_exactly_their_missing_rows(app, br
         assert [m["data"]["available"] for m in got] == [9, 8, 7]
     ahead.close()
     behind.close()
+
+
+class Chunks:
+    """The far end of a direct client's socket: reads HTTP/1.1 chunks and parses their SSE."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.file = sock.makefile("rb")
+        sock.settimeout(DEADLINE)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def message(self) -> list[dict]:
+        size = int(self.file.readline().strip(), 16)
+        data = self.file.read(size)
+        assert self.file.read(2) == b"\r\n", "a chunk must end with CRLF"
+        return parse(data.decode())
+
+    def stock(self, count: int) -> list[dict]:
+        received: list[dict] = []
+        while len(received) < count:
+            received += [m for m in self.message() if m.get("event") == "stock"]
+        return received
+
+
+def serve_direct(broker, last_id):
+    """Follow like gunicorn with the client's socket; return the far end and the thread."""
+    ours, theirs = socket.socketpair()
+    messages = broker.follow(last_id, ours)
+    first = [next(messages), next(messages)]  # what gunicorn sends itself: retry, catch-up
+    thread = threading.Thread(target=lambda: list(messages), daemon=True)
+    thread.start()
+    return first, Chunks(theirs), thread, ours
+
+
+def test_only_a_plain_gunicorn_socket_on_http_1_1_is_written_directly():
+    ours, theirs = socket.socketpair()
+
+    class TLS(socket.socket):
+        pass
+
+    try:
+        env = {"SERVER_PROTOCOL": "HTTP/1.1", "gunicorn.socket": ours}
+        assert stream.direct_socket(env) is ours
+        assert stream.direct_socket({**env, "SERVER_PROTOCOL": "HTTP/1.0"}) is None
+        assert stream.direct_socket({"SERVER_PROTOCOL": "HTTP/1.1"}) is None  # flask run
+        with TLS() as tls:
+            assert stream.direct_socket({**env, "gunicorn.socket": tls}) is None
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_direct_client_gets_live_changes_written_to_its_socket_as_chunks(app, broker):
+    make_product(app, "tee-m", stock=50)
+    first, far, thread, ours = serve_direct(broker, None)
+    assert parse(first[1])[0]["data"]["available"] == 50
+    take(app, "tee-m", times=3)
+    received = far.stock(3)
+    assert [m["data"]["available"] for m in received] == [49, 48, 47]
+    assert [m["id"] for m in received] == stream_ids(app)[-3:]
+    assert far.message() == [{"comments": ["ping"]}]  # after a quiet ping interval
+    broker.close()
+    thread.join(DEADLINE)
+    assert not thread.is_alive() and broker.clients == 0
+    far.close()
+    ours.close()
+
+
+def test_a_direct_client_that_cannot_keep_up_still_gets_every_row_in_order(app, broker):
+    make_product(app, "tee-m", stock=500)
+    first, far, thread, ours = serve_direct(broker, None)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    # Many sales while nobody reads: the socket's buffer fills, the reader leaves the rest
+    # of its frame to the client's own thread, and the rows still arrive whole and in order.
+    with app.app_context():
+        for _ in range(300):
+            inventory.take("tee-m", STORE)
+            db.session.commit()
+    received = far.stock(300)
+    assert [m["id"] for m in received] == stream_ids(app)[-300:]
+    assert received[-1]["data"]["available"] == 200
+    broker.close()
+    thread.join(DEADLINE)
+    far.close()
+    ours.close()
+
+
+def test_a_direct_client_that_hangs_up_is_dropped(app, broker):
+    make_product(app, "tee-m", stock=5)
+    first, far, thread, ours = serve_direct(broker, None)
+    far.close()
+    take(app, "tee-m")
+    take(app, "tee-m")
+    thread.join(DEADLINE)
+    assert not thread.is_alive()
+    assert broker.clients == 0
+    ours.close()
 
 
 def test_close_ends_streams_and_the_reader_stops(app, broker):
