@@ -76,6 +76,14 @@ def logged_at(uri: str) -> float:
     return at.timestamp()
 
 
+def median_run(runs: list[dict]) -> dict:
+    """Return the run with the median p99, with every run's p50/p99/max beside it."""
+    ranked = sorted(runs, key=lambda r: r["p99_ms"])
+    median = dict(ranked[len(ranked) // 2])
+    median["runs"] = [{k: r[k] for k in ("p50_ms", "p99_ms", "max_ms", "got_event")} for r in runs]
+    return median
+
+
 def summary(delays: list[float]) -> dict:
     return {
         "p50_ms": round(harness.percentile(delays, 50) * 1000, 1),
@@ -88,6 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
+    # One sale's fan-out varies by tens of ms from run to run on a shared machine: each
+    # server takes several, and the run with the median p99 is reported, with all of them.
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
     work = harness.workdir("stream")
@@ -108,27 +119,38 @@ def main() -> None:
     harness.flask(env, "load-catalog", str(webhook.catalog(work / "catalog.toml", 50)))
     overrides = {"workers": str(args.workers), "threads": threads}
 
+    signals = iter(range(1, 1_000_000))
+
     def signal() -> float:
         t0 = time.time()
-        signal_file.write_text("1")
+        signal_file.write_text(str(next(signals)))
         return t0
 
-    with harness.Server("baseline:app", env, work / "baseline.log", **overrides) as base:
-        baseline = measure(base, args.clients, signal)
-    with harness.Server("wsgi:app", env, work / "store.log", **overrides) as store:
+    # A fresh server for each run: a stream the client closed keeps its thread until the
+    # server next writes to it (an event, or the ping after STREAM_PING_SECONDS).
+    runs = []
+    for _ in range(args.runs):
+        signal_file.write_text("0")  # each fresh baseline starts from a quiet signal
+        with harness.Server("baseline:app", env, work / "baseline.log", **overrides) as base:
+            runs.append(measure(base, args.clients, signal))
+    baseline = median_run(runs)
+    runs = []
+    for _ in range(args.runs):
+        with harness.Server("wsgi:app", env, work / "store.log", **overrides) as store:
 
-        def sale() -> float:
-            r = webhook.signed(webhook.completed(0))
-            req = urllib.request.Request(
-                store.url + "/stripe/webhook",
-                data=r["body"].encode(),
-                headers=r["headers"],
-            )
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                assert resp.status == 200, resp.status
-            return logged_at(uri)
+            def sale() -> float:
+                r = webhook.signed(webhook.completed(0))
+                req = urllib.request.Request(
+                    store.url + "/stripe/webhook",
+                    data=r["body"].encode(),
+                    headers=r["headers"],
+                )
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    assert resp.status == 200, resp.status
+                return logged_at(uri)
 
-        result = measure(store, args.clients, sale)
+            runs.append(measure(store, args.clients, sale))
+    result = median_run(runs)
 
     harness.save(
         "stream",
