@@ -24,6 +24,7 @@ item's next change (a reconnect or reload shows the right count).
 from __future__ import annotations
 
 import _thread
+import contextlib
 import json
 import logging
 import socket
@@ -272,9 +273,14 @@ class Broker:
                 woken = client.wake.wait(self.ping)
                 client.wake.clear()
                 with client.lock:
-                    if client.dead or self._closed:
+                    if client.dead:
                         return
                     frame, client.rest = client.rest, b""
+                    if self._closed:
+                        # Finish a half-sent frame, so the response ends on a whole chunk.
+                        with contextlib.suppress(OSError):
+                            sock.sendall(frame)
+                        return
                     text, client.last = self._gap(client.last)
                     if text:
                         frame += _chunk(text)
