@@ -173,7 +173,9 @@ def main() -> None:
         with open(f"/proc/{server.pid}/task/{server.pid}/children") as f:
             workers = [int(p) for p in f.read().split()]
         print(f"gunicorn: {WORKERS} gthread workers x {THREADS} threads")
-        print(f"{CHANGES} stock changes, 100 ms apart; reader tick 100 ms")
+        print(
+            f"{CHANGES} stock changes, 100 ms apart; reader tick: the STREAM_TICK_SECONDS default"
+        )
         base, _ = measure(app, port, 1, workers)
         many, per_stream = measure(app, port, MANY, workers)
         p1 = summary("1 client", base)
