@@ -46,18 +46,15 @@ Handler = Callable[[dict[str, Any]], Effect]
 
 def apply(event: dict[str, Any]) -> Result:
     """Apply a Stripe event at most once and commit; a repeat changes nothing."""
-    handler = HANDLERS.get(event.get("type") or "")
-    if handler is None:
-        return _not_handled(event)
     try:
-        return _apply_once(event, handler)
+        return _apply_once(event)
     except IntegrityError:
         if _seen(event["id"]):
             return Result("duplicate")
     # Another event recorded the same checkout session meanwhile (say reconcile and the
     # webhook): go again, and the handler finds the sale the other one recorded.
     try:
-        return _apply_once(event, handler)
+        return _apply_once(event)
     except IntegrityError:
         if _seen(event["id"]):
             return Result("duplicate")
@@ -80,7 +77,7 @@ def apply_all(events: list[dict[str, Any]]) -> list[Result | Exception]:
         return [_apply_alone(event) for event in events]
     for event, result in zip(events, results, strict=True):
         _log_unmatched(event, result)
-    return list(results)
+    return results
 
 
 def _apply_alone(event: dict[str, Any]) -> Result | Exception:
@@ -88,10 +85,6 @@ def _apply_alone(event: dict[str, Any]) -> Result | Exception:
         return apply(event)
     except Exception as e:
         return e
-
-
-def _not_handled(event: dict[str, Any]) -> Result:
-    return Result("ignored", f"event type {event.get('type')!r} is not handled")
 
 
 def _seen(event_id: str) -> bool:
@@ -104,14 +97,12 @@ def _seen(event_id: str) -> bool:
 _events = StripeEvent.__table__
 _SEEN = select(_events.c.id).where(_events.c.id == bindparam("event_id"))
 _RECORD = insert(_events)
-_sales = Sale.__table__
 _SALE_FOR = select(Sale).where(Sale.checkout_session_id == bindparam("session_id"))
-_SALE_ID_FOR = select(_sales.c.id).where(_sales.c.checkout_session_id == bindparam("session_id"))
 
 
-def _apply_once(event: dict[str, Any], handler: Handler) -> Result:
+def _apply_once(event: dict[str, Any]) -> Result:
     try:
-        result = _apply_uncommitted(event, handler)
+        result = _apply_uncommitted(event)
         db.session.commit()
     except Exception:
         # A duplicate or a locked database: leave nothing half-done.
@@ -121,11 +112,12 @@ def _apply_once(event: dict[str, Any], handler: Handler) -> Result:
     return result
 
 
-def _apply_uncommitted(event: dict[str, Any], handler: Handler | None = None) -> Result:
+def _apply_uncommitted(event: dict[str, Any]) -> Result:
     """Apply one event in the session's transaction, recording its id, without committing."""
-    handler = handler or HANDLERS.get(event.get("type") or "")
+    handler = HANDLERS.get(event.get("type") or "")
     if handler is None:
-        return _not_handled(event)
+        # Touches no table: an event we do not handle is not recorded either.
+        return Result("ignored", f"event type {event.get('type')!r} is not handled")
     try:
         # The transaction holds SQLite's write lock from its first statement, so nothing
         # records this event between this check and the insert below; on PostgreSQL a
@@ -160,7 +152,7 @@ def _session_completed(session: dict[str, Any]) -> Effect:
     meta = session.get("metadata") or {}
     if not meta.get("sku") or not meta.get("store"):
         return Effect("ignored", "not a Swagstore checkout (no sku/store metadata)")
-    if db.session.connection().scalar(_SALE_ID_FOR, {"session_id": session["id"]}) is not None:
+    if _sale_for(session["id"]) is not None:
         return Effect("ignored", f"checkout session {session['id']} already recorded")
     manual = current_app.config["LINK_CAPTURE"] == "manual"
     if not manual and session.get("payment_status") == "unpaid":
