@@ -102,10 +102,9 @@ def start_hold(sku: str, store: str, seconds: int, token: str | None = None) -> 
     """Hold one unit for a visitor (or return their open hold); None when none is available."""
     # Read first without the write lock: in a drop most visitors find the item sold out,
     # and that answer should not wait behind the writers.
-    read_only()
-    held = _active_hold(token) if token is not None else None
-    available = db.session.scalar(_AVAILABLE, {"sku": sku, "store": store})
-    db.session.rollback()
+    with read_only():
+        held = _active_hold(token) if token is not None else None
+        available = db.session.scalar(_AVAILABLE, {"sku": sku, "store": store})
     if held is not None:
         return held
     if available is None:
@@ -361,10 +360,8 @@ def open_intent(sku: str, store: str, token: str | None, *, hold_seconds: int) -
 
 def sold_out(sku: str, store: str) -> SoldOut:
     """Describe a sold-out item with the other items still in stock."""
-    db.session.rollback()
-    read_only()
-    others = catalog.in_stock(store, except_sku=sku)
-    db.session.rollback()
+    with read_only():
+        others = catalog.in_stock(store, except_sku=sku)
     return SoldOut(sku, others)
 
 

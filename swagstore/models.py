@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,14 +63,19 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-def read_only() -> None:
-    """Run the session's next statements, until it commits or rolls back, without a write lock.
+@contextmanager
+def read_only() -> Iterator[None]:
+    """Read without a write lock in a transaction that ends (rolled back) with the block.
 
     On SQLite this skips BEGIN IMMEDIATE, so a read (a sold-out answer, say) never queues
     behind the writers. In a transaction already open the reads simply run in it.
     """
     if not db.session().in_transaction():
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        yield
+    finally:
+        db.session.rollback()
 
 
 class Store(db.Model):
