@@ -439,6 +439,12 @@ def sandbox_env() -> dict[str, str]:
     return {}
 
 
+@pytest.fixture
+def sandbox_workers() -> int:
+    """Gunicorn workers of the sandbox server; parametrize it for a test that needs more."""
+    return 1
+
+
 def start_sandbox(app, server: LiveServer) -> Sandbox:
     """Start a sandbox-mode server whose gateway, and `app`'s, reach its sandbox over HTTP."""
     from swagstore import payments
@@ -451,11 +457,11 @@ def start_sandbox(app, server: LiveServer) -> Sandbox:
 
 
 @pytest.fixture
-def sandbox(app, server_env, sandbox_env) -> Iterator[Sandbox]:
+def sandbox(app, server_env, sandbox_env, sandbox_workers) -> Iterator[Sandbox]:
     """A live sandbox-mode server on this test's database; `app` talks to it over HTTP."""
     from swagstore import payments
 
-    server = LiveServer({**server_env, **sandbox_env})
+    server = LiveServer({**server_env, **sandbox_env}, workers=sandbox_workers)
     started = start_sandbox(app, server)
     try:
         yield started

@@ -8,14 +8,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from conftest import STORE, LiveServer, Sandbox, both_databases, make_product, start_sandbox
-from swagstore import inventory, payments, stream
+from conftest import STORE, LiveServer, both_databases, make_product
+from swagstore import inventory, stream
 from swagstore.models import PaymentLink, StockEvent, db
 
 DEADLINE = 30
@@ -499,25 +498,14 @@ def worker_serving(server: LiveServer, client_port: int) -> int:
     raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
-@pytest.fixture
-def two_workers(app, server_env) -> Iterator[Sandbox]:
-    """A sandbox-mode server with two gunicorn workers; `app` reaches its Stripe API."""
-    server = LiveServer(server_env, workers=2, threads=16)
-    started = start_sandbox(app, server)
-    try:
-        yield started
-    finally:
-        payments.close(app)
-        server.stop()
-
-
-def test_a_sale_through_one_worker_reaches_clients_of_every_worker(app, runner, two_workers):
+@pytest.mark.parametrize("sandbox_workers", [2])
+def test_a_sale_through_one_worker_reaches_clients_of_every_worker(app, runner, sandbox):
     make_product(app, "tee-m", stock=5)
     synced = runner.invoke(args=["sync-stripe"])
     assert synced.exit_code == 0, synced.output
     with app.app_context():
         link_id = db.session.scalar(select(PaymentLink.id).where(PaymentLink.sku == "tee-m"))
-    server = two_workers.server
+    server = sandbox.server
     clients: list[SSE] = []
     try:
         by_worker: dict[int, list[SSE]] = {}
@@ -529,7 +517,7 @@ def test_a_sale_through_one_worker_reaches_clients_of_every_worker(app, runner, 
             by_worker.setdefault(worker_serving(server, client.port), []).append(client)
         # A phone pays on the hosted page; the webhook lands on one worker or the other.
         before = stream_ids(app)[-1]
-        two_workers.pay(two_workers.open_session(link_id)["id"])
+        sandbox.pay(sandbox.open_session(link_id)["id"])
         received = [client.events_until(before + 1) for client in clients]
         (sale,) = [i for i in stream_ids(app) if i > before]
         assert all([(e["id"], e["data"]["available"]) for e in r] == [(sale, 4)] for r in received)
