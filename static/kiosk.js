@@ -17,13 +17,13 @@
   const SHAPES = [
     { name: "roomy", bonus: 1.1 },
     { name: "compact", bonus: 1 },
+    { name: "tight", bonus: 0.75 },
     { name: "wide", bonus: 1.15, maxCards: 4, maxCols: 2 },
   ];
 
   function fit() {
     const cards = [...main.querySelectorAll(".card")];
     if (!cards.length) return;
-    const t0 = performance.now();
     document.body.classList.remove("is-scrolling");
     main.classList.add("is-fitted", "is-measuring");
     const box = getComputedStyle(main);
@@ -52,17 +52,16 @@
       const fs = Math.min(Math.max(cell * scale, short * 0.021, 15), short * 0.045);
       const sizes = { shape: shape.name, cols, fs };
       const tile = largest(cards, sizes, height);
-      const score = tile * shape.bonus;
+      // Any shape that keeps codes readable beats every one that does not.
+      const score = tile * shape.bonus - (tile < MIN_TILE ? 10000 : 0);
       if (!best || score > best.score) best = { ...sizes, tile, score };
     }
-    window.kioskFit = { ...best, ms: performance.now() - t0 };
     if (best.tile < MIN_TILE) {
       best.tile = MIN_TILE;
       document.body.classList.add("is-scrolling");
     }
     apply(cards, best);
     main.classList.remove("is-measuring");
-    main.dataset.tile = best.tile;
     main.dataset.shape = best.shape;
   }
 
@@ -103,7 +102,8 @@
   }
 
   function apply(cards, { shape, cols, fs, tile }) {
-    for (const name of ["roomy", "compact", "wide"]) main.classList.toggle(`is-${name}`, name === shape);
+    for (const { name } of SHAPES) main.classList.toggle(`is-${name}`, name === shape);
+    main.classList.toggle("is-compact", shape === "compact" || shape === "tight");
     main.style.setProperty("--cols", cols);
     main.style.setProperty("--fs", `${fs.toFixed(2)}px`);
     main.style.setProperty("--tile", `${tile}px`);

@@ -62,7 +62,10 @@ MEASURE = """() => {
     notice: box(document.querySelector(".reconnecting")),
     cards: [...document.querySelectorAll(".card")].map((card) => ({
       box: box(card),
-      parts: [...card.querySelectorAll(".card-head, .tile, .variant-foot, .status")].map(box),
+      parts: [...card.querySelectorAll(".card-head, .tile, .variant-foot, .status")]
+        .filter((el) => el.getClientRects().length).map(box),
+      spills: [...card.querySelectorAll(".variant-foot, .status")]
+        .filter((el) => el.scrollWidth > el.clientWidth + 1).length,
       tiles: [...card.querySelectorAll(".tile")].map((t) => t.getBoundingClientRect().width),
       text: [...card.querySelectorAll("h2, .price, .variant-price, .count, .label")].map(px),
     })),
@@ -121,7 +124,6 @@ def test_every_item_fits_the_screen_and_every_code_reads(browser: Browser, booth
             )
             page.evaluate("() => new Promise(requestAnimationFrame)")
             shown = page.evaluate(MEASURE)
-            print(screen, page.evaluate("window.kioskFit"))
             png = page.screenshot(path=SHOTS / f"kiosk-fit-{len(links)}-{width}x{height}.png")
 
             if shown["scroll"] != [width, height] or shown["client"] != [width, height]:
@@ -132,6 +134,8 @@ def test_every_item_fits_the_screen_and_every_code_reads(browser: Browser, booth
                     problems.append(f"{screen}: card {n} at {card['box']} is off screen")
                 if not all(inside(part, card["box"]) for part in card["parts"]):
                     problems.append(f"{screen}: card {n} spills out of its box")
+                if card["spills"]:
+                    problems.append(f"{screen}: card {n} has a count line wider than its item")
                 if overlaps(shown["notice"], card["box"]):
                     problems.append(f"{screen}: the reconnecting notice covers card {n}")
                 if min(card["text"]) < MIN_TEXT:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,8 +87,11 @@ def test_counts_badges_and_sold_out_cards_follow_stock_live(app, page, kiosk):
     expect(page.locator(".variant .qr")).to_have_count(10)
     screenshot(page, "kiosk-normal")
 
+    expect(mug).not_to_have_class(re.compile("is-changed"))
     change(app, inventory.take, "mug", STORE, 2)
     expect(mug.locator(".count .n")).to_have_text("22")
+    expect(mug).to_have_class(re.compile("is-changed"))  # the highlight, gone after 1.6 s
+    expect(mug).not_to_have_class(re.compile("is-changed"))
     change(app, inventory.hold, "mug", STORE, 1)
     expect(mug.locator(".reserved")).to_have_text("1 being bought")
     expect(mug.locator(".count .n")).to_have_text("21")
@@ -163,6 +167,10 @@ def test_page_reconnects_and_catches_up_after_a_server_restart(app, page, kiosk)
     kiosk.stop()
     expect(page.locator(".reconnecting")).to_be_visible()
     expect(page.locator(".reconnecting")).to_have_text("Reconnecting…")
+    notice = page.locator(".reconnecting").bounding_box()
+    for card in page.locator(".card").all():
+        box = card.bounding_box()
+        assert notice["y"] + notice["height"] <= box["y"] or box["x"] + box["width"] <= notice["x"]
     change(app, inventory.take, "socks", STORE, 4)  # a sale the page could not hear about
     page_id = page.evaluate("window.kioskPageId = Math.random()")
     kiosk.start()
