@@ -24,8 +24,10 @@ MIN_TEXT = 15
 
 # The demo booth, then a bigger one: a group with a price per variant, long names.
 DEMO = [
-    *(make_item(f"tee-{s}", name="Logo T-shirt", group="tee", attributes={"size": s.upper()})
-      for s in ("s", "m", "l", "xl")),
+    *(
+        make_item(f"tee-{s}", name="Logo T-shirt", group="tee", attributes={"size": s.upper()})
+        for s in ("s", "m", "l", "xl")
+    ),
     make_item("hoodie", name="Zip hoodie", price=5500),
     make_item("stickers", name="Sticker pack", price=500),
     make_item("mug", name="Enamel mug", price=1800),
@@ -36,12 +38,22 @@ DEMO = [
 MORE = [
     make_item("bottle", name="Insulated water bottle", price=2800),
     make_item("notebook", name="Dot-grid notebook", price=1400),
-    *(make_item(f"beanie-{c}", name="Beanie", group="beanie", attributes={"colour": c.title()})
-      for c in ("black", "orange", "teal")),
+    *(
+        make_item(f"beanie-{c}", name="Beanie", group="beanie", attributes={"colour": c.title()})
+        for c in ("black", "orange", "teal")
+    ),
     make_item("pins", name="Enamel pin set", price=900),
     make_item("lanyard", name="Lanyard", price=400),
-    *(make_item(f"sleeve-{s}", name="Laptop sleeve", group="sleeve", price=p,
-                attributes={"size": f"{s} in"}) for s, p in (("13", 3200), ("15", 3400))),
+    *(
+        make_item(
+            f"sleeve-{s}",
+            name="Laptop sleeve",
+            group="sleeve",
+            price=p,
+            attributes={"size": f"{s} in"},
+        )
+        for s, p in (("13", 3200), ("15", 3400))
+    ),
     make_item("stand", name="Aluminium phone stand", price=2600),
     make_item("cable", name="Braided USB-C cable", price=1600),
     make_item("hoodie-ltd", name="Limited-edition conference hoodie", price=7500),
