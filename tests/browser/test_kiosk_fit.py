@@ -22,13 +22,19 @@ MIN_TILE = 123
 # Text the kiosk draws for names, prices and counts never goes below this (CSS px).
 MIN_TEXT = 15
 
+# A product picture, as a catalog's `image` gives it.
+HOODIE = (
+    "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'>"
+    "<rect width='10' height='10' fill='%23334155'/><path d='M2 9V4l3-2 3 2v5z' fill='%23f97316'/></svg>"
+)
+
 # The demo booth, then a bigger one: a group with a price per variant, long names.
 DEMO = [
     *(
         make_item(f"tee-{s}", name="Logo T-shirt", group="tee", attributes={"size": s.upper()})
         for s in ("s", "m", "l", "xl")
     ),
-    make_item("hoodie", name="Zip hoodie", price=5500),
+    make_item("hoodie", name="Zip hoodie", price=5500, image=HOODIE),
     make_item("stickers", name="Sticker pack", price=500),
     make_item("mug", name="Enamel mug", price=1800),
     make_item("socks", name="Deploy-on-Friday socks", price=1200),
