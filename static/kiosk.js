@@ -110,7 +110,10 @@
     for (const card of cards) {
       const span = Math.min(Number(card.dataset.variants), cols);
       card.style.setProperty("--span", span);
-      card.style.setProperty("--vcols", shape === "wide" ? Number(card.dataset.variants) : span);
+      // A group wider than the grid wraps into even rows: 4 in 3 columns as 2 and 2.
+      const variants = Number(card.dataset.variants);
+      const even = Math.ceil(variants / Math.ceil(variants / span));
+      card.style.setProperty("--vcols", shape === "wide" ? variants : even);
     }
   }
 

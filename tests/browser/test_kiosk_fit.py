@@ -25,7 +25,8 @@ MIN_TEXT = 15
 # A product picture, as a catalog's `image` gives it.
 HOODIE = (
     "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'>"
-    "<rect width='10' height='10' fill='%23334155'/><path d='M2 9V4l3-2 3 2v5z' fill='%23f97316'/></svg>"
+    "<rect width='10' height='10' fill='%23334155'/>"
+    "<path d='M2 9V4l3-2 3 2v5z' fill='%23f97316'/></svg>"
 )
 
 # The demo booth, then a bigger one: a group with a price per variant, long names.
