@@ -12,14 +12,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path("/work/shared/stripe/fixtures3.json")
+# Vendored (stripe/openapi fixtures3.json, MIT): tests read nothing outside the repository.
+FIXTURES = Path(__file__).parent / "fixtures" / "stripe_objects.json"
 WEBHOOK_SECRET = "whsec_test_swagstore_fulfilment"
 _ids = itertools.count(1)
 
 
 @cache
 def _resources() -> dict[str, Any]:
-    with FIXTURES.open() as f:
+    with FIXTURES.open(encoding="utf-8") as f:
         return json.load(f)["resources"]
 
 
