@@ -7,11 +7,12 @@ import secrets
 import sqlite3
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
-from .models import db
+from .models import READ_ONLY, db
 
 DEFAULTS: dict[str, Any] = {
     "STRIPE_SECRET_KEY": None,
@@ -48,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "WTF_CSRF_TIME_LIMIT": None,
 }
 
+# A request by one of these only reads: its transaction never takes the write lock.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PURCHASE_MODES = ("payment_link", "reserved_checkout", "payment_intent")
 LINK_CAPTURES = ("automatic", "manual")
 
@@ -77,6 +80,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(app)
 
     db.init_app(app)
+    app.register_error_handler(OperationalError, _database_unavailable)
 
     from . import cli, group_commit, stream, tasks
 
@@ -140,6 +144,12 @@ def _instance_secret(app: Flask) -> str:
         return key
 
 
+def _database_unavailable(error: OperationalError) -> tuple[str, int, dict[str, str]]:
+    """Answer 503 while the database is locked or unreachable, so the client retries."""
+    current_app.logger.error("database unavailable: %s", error.orig)
+    return "The store is busy: try again in a moment.\n", 503, {"Retry-After": "2"}
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     if not isinstance(dbapi_connection, sqlite3.Connection):
@@ -159,8 +169,36 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
 def _sqlite_on_begin(conn: Any) -> None:
     if conn.dialect.name != "sqlite":
         return
-    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+    options = conn.get_execution_options()
+    read_only = bool(options.get("swagstore_read_only"))
+    # query_only belongs to the pooled connection and outlives the transaction: set it
+    # whenever it changes, so a read-only transaction cannot write and no other one is read-only.
+    record = conn.connection.info
+    if record.get("query_only", False) != read_only:
+        conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+        record["query_only"] = read_only
+    if options.get("isolation_level") == "AUTOCOMMIT":
         return
     # IMMEDIATE takes the write lock up front, so a transaction that reads and then writes
-    # waits its turn (busy_timeout) instead of failing with SQLITE_BUSY on the upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # waits its turn (busy_timeout) instead of failing with SQLITE_BUSY on the upgrade. A
+    # read-only one must never wait for that lock: DEFERRED, and in WAL it reads a snapshot.
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+@event.listens_for(Engine, "engine_connect")
+def _read_only_when_reading(conn: Any) -> None:
+    if has_request_context() and _reads_only():
+        conn.execution_options(**READ_ONLY)
+
+
+def _reads_only() -> bool:
+    """Tell whether this request only reads: a GET whose view is not marked @writes.
+
+    Every connection such a request opens is read-only, so it never waits for the write
+    lock. The sandbox plays Stripe, whose GETs move its clock on (expiring sessions): it
+    keeps its own transactions.
+    """
+    if request.method not in SAFE_METHODS or (request.blueprint or "").startswith("sandbox"):
+        return False
+    view = current_app.view_functions.get(request.endpoint or "")
+    return not getattr(view, "writes", False)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -63,19 +63,36 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+# A transaction that only reads: SQLite begins it DEFERRED with `query_only` set (see
+# swagstore._sqlite_on_begin), so it never takes the write lock and a write in it fails
+# at once; PostgreSQL begins it READ ONLY. Pass them to engine.connect().execution_options()
+# for a connection of your own.
+READ_ONLY: dict[str, Any] = {"swagstore_read_only": True, "postgresql_readonly": True}
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
 @contextmanager
 def read_only() -> Iterator[None]:
-    """Read without a write lock in a transaction that ends (rolled back) with the block.
+    """Read in a read-only transaction that ends (rolled back) with the block.
 
-    On SQLite this skips BEGIN IMMEDIATE, so a read (a sold-out answer, say) never queues
-    behind the writers. In a transaction already open the reads simply run in it.
+    A read (a sold-out answer, say) then never queues behind the writers. In a transaction
+    already open the reads simply run in it, and it stays open.
     """
-    if not db.session().in_transaction():
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    if db.session().in_transaction():
+        yield
+        return
+    db.session.connection(execution_options=READ_ONLY)
     try:
         yield
     finally:
         db.session.rollback()
+
+
+def writes(view: View) -> View:
+    """Mark a GET view that writes, so its request does not begin read-only."""
+    view.writes = True  # type: ignore[attr-defined]
+    return view
 
 
 class Store(db.Model):

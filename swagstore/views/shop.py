@@ -22,11 +22,13 @@ from flask import (
 )
 
 from .. import catalog, holds
+from ..models import writes
 
 bp = Blueprint("shop", __name__)
 
 
 @bp.get("/buy/<sku>")
+@writes
 def buy(sku: str) -> Any:
     """Hold a unit and send the visitor to pay for it on Stripe Checkout."""
     config = _mode("reserved_checkout")
@@ -44,6 +46,7 @@ def buy(sku: str) -> Any:
 
 
 @bp.get("/pay/<sku>")
+@writes
 def pay(sku: str) -> Any:
     """Hold a unit and show the card form for its PaymentIntent."""
     config = _mode("payment_intent")
