@@ -1,9 +1,9 @@
 """Staff login: one shared password, compared in constant time, with a lock-out.
 
 Failures are rows in the database, not process memory, so the lock-out holds across
-gunicorn workers and restarts. At most MAX_FAILURES wrong passwords are tried in any
-WINDOW; after that every attempt, even the right password, is refused until the oldest
-of those failures is WINDOW old.
+gunicorn workers and restarts, and attempts are counted one at a time on any database.
+At most MAX_FAILURES wrong passwords are tried in any WINDOW; after that every attempt,
+even the right password, is refused until the oldest of those failures is WINDOW old.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from .models import LoginFailure, db, utcnow
 
@@ -35,8 +35,7 @@ def login(
     """Check a staff password unless recent failures lock the door, and commit the outcome."""
     now = now or utcnow()
     since = now - WINDOW
-    # The first statement takes SQLite's write lock (BEGIN IMMEDIATE), so two workers
-    # cannot both count four failures and both let a fifth guess through.
+    _one_attempt_at_a_time()
     recent = db.session.scalars(
         select(LoginFailure.at)
         .where(LoginFailure.at > since)
@@ -54,6 +53,15 @@ def login(
         db.session.add(LoginFailure(at=now, remote=(remote or "")[:64] or None))
     db.session.commit()
     return Attempt(ok=ok)
+
+
+def _one_attempt_at_a_time() -> None:
+    """Make concurrent attempts count and add failures one after another, on any database."""
+    # Else two workers could both count four failures and both check a fifth guess. On
+    # SQLite the transaction's BEGIN IMMEDIATE already takes the write lock; PostgreSQL
+    # locks the failures table itself until commit (plain reads of it still go on).
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("LOCK TABLE login_failure IN SHARE ROW EXCLUSIVE MODE"))
 
 
 def actor(name: str | None) -> str:

@@ -10,7 +10,15 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from conftest import ADMIN_PASSWORD, STORE, LiveServer, csrf_from, log_in_http, make_product
+from conftest import (
+    ADMIN_PASSWORD,
+    STORE,
+    LiveServer,
+    both_databases,
+    csrf_from,
+    log_in_http,
+    make_product,
+)
 from swagstore.models import LoginFailure, Sale, Stock, StockEvent, db
 
 
@@ -38,7 +46,9 @@ def all_at_once(n: int, job) -> list:
         return list(pool.map(run, range(n)))
 
 
+@both_databases
 def test_lock_out_holds_across_workers_under_a_burst_of_guesses(app, two_workers):
+    """Mutation tried: without auth's table lock, [postgres] let 7-12 guesses through."""
     base = two_workers.url
     guessers = []
     for _ in range(12):
@@ -70,6 +80,7 @@ def test_lock_out_holds_across_workers_under_a_burst_of_guesses(app, two_workers
         assert db.session.scalar(select(func.count()).select_from(LoginFailure)) == 5
 
 
+@both_databases
 def test_concurrent_cash_sales_never_sell_more_than_there_is(app, two_workers):
     make_product(app, "tee-m", stock=5, price=2500)
     base = two_workers.url

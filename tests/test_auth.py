@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from conftest import both_databases
 from swagstore import auth
 from swagstore.models import LoginFailure, db, utcnow
 
@@ -66,3 +69,26 @@ def test_actor_labels_staff_by_the_name_they_give():
     assert auth.actor("   ") == "staff"
     assert auth.actor("  Ada   Lovelace ") == "staff:Ada Lovelace"
     assert auth.actor("x" * 100) == "staff:" + "x" * auth.MAX_NAME
+
+
+@both_databases
+def test_a_burst_of_concurrent_wrong_guesses_checks_exactly_five(app):
+    """Mutation tried: without the table lock in auth.login, [postgres] checked 12 of 12."""
+    guesses = 12
+    barrier = threading.Barrier(guesses)
+
+    def guess(i: int) -> auth.Attempt:
+        with app.app_context():
+            db.session.connection()  # connected before the start line
+            db.session.rollback()
+            barrier.wait(timeout=60)
+            return auth.login(f"guess-{i}", PASSWORD, remote=f"10.0.0.{i}")
+
+    with ThreadPoolExecutor(guesses) as pool:
+        attempts = list(pool.map(guess, range(guesses)))
+    checked = [a for a in attempts if a.locked_until is None]
+    assert len(checked) == auth.MAX_FAILURES
+    assert not any(a.ok for a in attempts)
+    with app.app_context():
+        assert failures() == auth.MAX_FAILURES
+        assert auth.login(PASSWORD, PASSWORD).locked_until is not None
