@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from conftest import ROOT, STORE, free_port, make_product
+from conftest import ROOT, STORE, both_databases, free_port, make_product
 from swagstore import tasks
 from swagstore.models import PaymentLink, Task, db, utcnow
 
@@ -43,6 +45,38 @@ def task(app, task_id):
         return db.session.get(Task, task_id)
 
 
+@both_databases
+def test_racing_claimers_take_each_task_exactly_once(app):
+    """Mutation tried: claim's UPDATE without its `due` guard: [postgres] claimed tasks twice.
+
+    On SQLite the write lock alone serialises the claimers, so only PostgreSQL proves the guard.
+    """
+    ids = queue(app, 300)
+    claimers = 8
+    barrier = threading.Barrier(claimers)
+
+    def claim_all(_: int) -> list[int]:
+        with app.app_context():
+            db.session.connection()  # connected before the start line
+            db.session.rollback()
+            barrier.wait(timeout=60)
+            claimed = []
+            while (task := tasks.claim()) is not None:
+                claimed.append(task.id)
+            return claimed
+
+    with ThreadPoolExecutor(claimers) as pool:
+        claimed = list(pool.map(claim_all, range(claimers)))
+    assert sorted(i for mine in claimed for i in mine) == sorted(ids)
+    assert sum(1 for mine in claimed if mine) > 1, "the claimers did not overlap"
+    with app.app_context():
+        rows = db.session.execute(
+            select(Task.status, Task.attempts, func.count()).group_by(Task.status, Task.attempts)
+        ).all()
+    assert [tuple(r) for r in rows] == [("running", 1, 300)]
+
+
+@both_databases
 def test_two_runners_never_run_the_same_task(app, server_env):
     make_product(app, stock=1)  # no payment link: each sync finds nothing to switch
     queue(app, 400)
