@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
-from stripe_fixtures import make_event, make_session
+from stripe_fixtures import example, make_event, make_session, unique
 
 from conftest import STORE, make_product
 from swagstore import fulfilment, holds
@@ -185,6 +185,56 @@ def test_refund_confirmation_marks_the_sale_refunded(app):
 
     apply(app, make_event(refund, "refund.updated"))
 
+    assert state(app) == (0, [("refunded", False)], ["refund"])
+
+
+def refund_for(intent: str, status: str = "succeeded") -> dict:
+    refund = example("refund")
+    refund.update(id=unique("re_"), payment_intent=intent, status=status)
+    return refund
+
+
+def charge_for(intent: str, refunded: bool = True) -> dict:
+    return {
+        "id": unique("ch_"),
+        "object": "charge",
+        "payment_intent": intent,
+        "refunded": refunded,
+    }
+
+
+CONFIRMATIONS = {
+    "refund.created": lambda pi: refund_for(pi),
+    "refund.updated": lambda pi: refund_for(pi),
+    "charge.refunded": lambda pi: charge_for(pi),
+}
+NOT_YET = {
+    "refund.created": lambda pi: refund_for(pi, "pending"),
+    "refund.updated": lambda pi: refund_for(pi, "requires_action"),
+    "charge.refunded": lambda pi: charge_for(pi, refunded=False),  # a partial refund
+}
+
+
+@pytest.mark.parametrize("type_", sorted(CONFIRMATIONS))
+def test_a_refund_is_confirmed_only_by_its_refund_events(app, type_):
+    """Mutations tried, each failing it: dropping refund.created or charge.refunded from
+    HANDLERS; confirming a refund that has not succeeded, or a partial charge refund.
+    """
+    make_product(app, stock=0)
+    oversold, other = make_session(), make_session()
+    apply(app, make_event(oversold))  # no stock: refund queued, the sale waits for Stripe
+    assert state(app) == (0, [("refund_pending", False)], ["refund"])
+
+    # Not yet refunded, or another payment's refund: the sale keeps waiting.
+    assert apply(app, make_event(NOT_YET[type_](oversold["payment_intent"]), type_)).outcome == (
+        "ignored"
+    )
+    unrelated = CONFIRMATIONS[type_](other["payment_intent"])
+    assert apply(app, make_event(unrelated, type_)).outcome == "ignored"
+    assert state(app) == (0, [("refund_pending", False)], ["refund"])
+
+    confirmed = CONFIRMATIONS[type_](oversold["payment_intent"])
+    assert apply(app, make_event(confirmed, type_)).outcome == "applied"
     assert state(app) == (0, [("refunded", False)], ["refund"])
 
 
