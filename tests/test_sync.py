@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pytest
+import requests
 from sqlalchemy import select
 
 from conftest import make_product
-from swagstore import catalog, inventory, payments
-from swagstore.models import PaymentLink, Product, db
+from swagstore import catalog, inventory, payments, tasks
+from swagstore.models import PaymentLink, Product, Task, db
 
 STORE = "booth"
+
+
+@pytest.fixture
+def sandbox_env():
+    # The test runs each sync_link task itself, at the moment it chooses.
+    return {"TASK_THREAD": "false"}
 
 
 def sandbox_counts(sandbox) -> dict[str, int]:
@@ -116,3 +127,45 @@ def test_a_bad_key_stops_with_a_clear_message(app, runner, sandbox):
     assert "Invalid API Key" in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_stock_change_during_the_link_call_still_leaves_the_link_matching_stock(
+    app, runner, sandbox
+):
+    """A sync_link task re-reads the stock after its Stripe call and calls again if it moved.
+
+    Driven through the task kind "sync_link" (tasks.enqueue_link_sync + tasks.run_due), so
+    it holds wherever the sync code lives. Mutation tried: confirming without the re-read
+    (`if True:` for the second _link_and_wanted check) leaves the link off: this fails.
+    """
+    make_product(app, "tee-m", stock=1)
+    assert runner.invoke(args=["sync-stripe"]).exit_code == 0
+    with app.app_context():
+        link_id = current_link("tee-m").id
+        assert inventory.take("tee-m", STORE, 1, ref="last unit") is not None
+        tasks.enqueue_link_sync("tee-m", STORE)
+        db.session.commit()
+        (first,) = db.session.scalars(select(Task.id).where(Task.status == "pending")).all()
+    # Stripe stores the switch-off at once but answers it 3 s late.
+    sandbox.fault("/v1/payment_links/", count=1, mode="timeout", seconds=3)
+
+    def run_one() -> None:
+        with app.app_context():
+            tasks.run_due(limit=1)
+
+    runner_thread = threading.Thread(target=run_one)
+    runner_thread.start()
+    deadline = time.monotonic() + 30
+    while requests.get(sandbox.url + "/sandbox/_control/faults", timeout=30).json()["faults"]:
+        assert time.monotonic() < deadline, "the switch-off call never reached Stripe"
+        time.sleep(0.05)
+    with app.app_context():  # a delivery arrives while the call is on its way back
+        inventory.restock("tee-m", STORE, 2, ref="delivery")
+        db.session.commit()
+    runner_thread.join(timeout=60)
+    assert not runner_thread.is_alive()
+
+    with app.app_context():
+        assert db.session.get(Task, first).status == "done"
+        assert current_link("tee-m").active is True
+        assert payments.gateway().retrieve_payment_link(link_id).active is True
