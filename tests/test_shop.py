@@ -494,3 +494,59 @@ def test_pay_page_takes_the_visitor_through_the_sandbox_card_form(app, shop_serv
     assert done.status_code == 200 and "Thank you" in done.text
     wait_until(lambda: sale_counts(app) == {"fulfilled": 1}, "the sale")
     assert stock_of(app) == (1, 0)
+
+
+@pytest.mark.parametrize(("hold_seconds", "lifetime"), [(300, 35 * 60), (3600, 3600 + 5 * 60)])
+def test_buy_opens_a_checkout_session_named_after_its_hold(
+    app, shop_server, hold_seconds, lifetime
+):
+    """expires_at: Stripe's 30-minute minimum (or HOLD_SECONDS) plus 5 minutes for the call.
+
+    Mutations tried, each failing this: SESSION_MARGIN_SECONDS = 0 (a retried create would
+    be due sooner than Stripe's 30 minutes); no client_reference_id.
+    """
+    make_product(app, stock=2, price=2500)
+    sandbox = shop_server("reserved_checkout", workers=1, threads=8, HOLD_SECONDS=hold_seconds)
+    with requests.Session() as http:
+        status, location = buy(http, sandbox.url)
+    assert status == 303, location
+    session = sandbox.api("GET", f"checkout/sessions/{session_id(location)}").json()
+    with app.app_context():
+        hold = db.session.scalar(select(Hold))
+    assert hold.checkout_session_id == session["id"]
+    assert session["client_reference_id"] == str(hold.id)
+    assert session["metadata"] == {"sku": "tee-m", "store": STORE, "hold": str(hold.id)}
+    # From the hold's clock, so a create retried minutes later is the same request.
+    assert session["expires_at"] == int(hold.created_at.timestamp()) + lifetime
+    assert session["expires_at"] - session["created"] >= 30 * 60  # Stripe's rule
+    assert (session["mode"], session["amount_total"], session["currency"]) == (
+        "payment",
+        2500,
+        "usd",
+    )
+    assert stock_of(app) == (2, 1)
+
+
+def test_api_intents_answers_its_hold_and_a_manual_capture_payment_intent(app, shop_server):
+    """Mutation tried: capture_method "automatic" for the intent fails this."""
+    make_product(app, stock=2, price=2500)
+    sandbox = shop_server("payment_intent", workers=1, threads=8)
+    with requests.Session() as http:
+        status, body = intent(http, sandbox.url)
+    assert status == 201, body
+    with app.app_context():
+        hold = db.session.scalar(select(Hold))
+    assert body == {
+        "hold": hold.id,
+        "payment_intent": hold.payment_intent_id,
+        "client_secret": body["client_secret"],
+        "amount": 2500,
+        "currency": "usd",
+    }
+    assert body["client_secret"].startswith(hold.payment_intent_id + "_secret_")
+    pi = sandbox.api("GET", f"payment_intents/{hold.payment_intent_id}").json()
+    assert pi["client_secret"] == body["client_secret"]
+    assert (pi["amount"], pi["currency"], pi["capture_method"]) == (2500, "usd", "manual")
+    assert pi["metadata"] == {"sku": "tee-m", "store": STORE, "hold": str(hold.id)}
+    assert pi["status"] == "requires_payment_method"
+    assert stock_of(app) == (2, 1)
