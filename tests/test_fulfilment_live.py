@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import func, select
 from stripe_fixtures import sign
 
-from conftest import STORE, free_port, make_product
+from conftest import STORE, both_databases, free_port, make_product
 from swagstore import inventory, payments
 from swagstore.models import PaymentLink, Sale, Stock, StripeEvent, Task, db
 
@@ -133,6 +133,7 @@ def money(sandbox) -> dict[str, dict[str, tuple[int, int]]]:
     }
 
 
+@both_databases
 @pytest.mark.parametrize("capture", ["automatic", "manual"])
 def test_forty_phones_pay_for_five_units_at_once(app, runner, sandbox, capture):
     link = link_for_sale(app, runner, stock=5)
@@ -311,6 +312,7 @@ def test_reconcile_applies_paid_sessions_the_app_never_heard_of(app, runner, san
 
 
 @pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_SANDBOX_DELIVER": "false"}])
+@both_databases
 @pytest.mark.parametrize("capture", ["automatic", "manual"])
 def test_every_event_three_times_concurrently_and_out_of_order(app, runner, sandbox, capture):
     link = link_for_sale(app, runner, stock=4)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from stripe_fixtures import example, make_event, make_session, unique
 
-from conftest import STORE, make_product
+from conftest import STORE, both_databases, make_product
 from swagstore import fulfilment, holds, tasks
 from swagstore.models import Hold, Sale, Stock, StockEvent, Task, db, utcnow
 
@@ -268,6 +268,7 @@ def test_a_cancel_for_another_intent_is_not_withdrawn(app):
         assert db.session.scalar(select(Task.status)) == "pending"
 
 
+@both_databases
 def test_settle_and_release_race_from_threads_one_wins_per_hold(app):
     make_product(app, stock=40)
     with app.app_context():
