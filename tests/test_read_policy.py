@@ -93,7 +93,7 @@ def get(http: requests.Session, url: str) -> tuple[int, float]:
 def test_every_reading_route_answers_while_another_process_holds_the_write_lock(
     app, db_path, sandbox
 ):
-    """Mutation tried: BEGIN IMMEDIATE for read-only transactions too: every route fails."""
+    """Mutation tried: GET connections not made read-only: every page reading the DB is 503."""
     make_product(app, "tee-m", stock=3)
     urls = reading_urls(app)
     assert {"kiosk.kiosk", "api.stock", "api.healthz", "kiosk.qr_code", "admin.stock"} <= set(urls)
