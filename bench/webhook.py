@@ -1,257 +1,172 @@
-"""Webhook throughput: signed checkout.session.completed events against the booth's server.
+"""Webhook throughput: wrk sends distinct, pre-signed checkout.session.completed events.
 
-Starts the store under gunicorn as `make run` does (gunicorn.conf.py, SQLite in WAL mode
-with synchronous=FULL), loads items with enough stock, and fires N distinct, validly signed
-events from a separate client process over many connections. The same client drives a bare
-Flask endpoint that only reads the body, under the same gunicorn settings: the baseline.
-Then it checks that every event was applied exactly once, and that resending some of them
-changes nothing.
+Each run starts on a fresh SQLite file (WAL, synchronous=FULL, as the booth runs it) and
+measures three endpoints under the tree's gunicorn.conf.py with the same wrk settings:
+a bare endpoint that reads the body and answers 200, one that only checks the signature
+(construct_event), and the store's /stripe/webhook. Then the store's result is checked:
+events the run sent but the server never answered (cut off when wrk stopped) are
+redelivered as Stripe would, a sample is resent, and every event must be recorded once,
+with one sale and one stock take each, and the units left must match.
 
-    python bench/webhook.py [--events 2000] [--concurrency 64] [--rounds 2]
+    python bench/webhook.py [--tree DIR] [--runs 3] [--duration 10] [--connections 64]
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import hmac
 import json
+import os
+import resource
+import subprocess
 import time
-import uuid
-from collections import Counter
 from pathlib import Path
 
+import events
 import harness
-from sqlalchemy import func, select
 
-from swagstore import create_app
-from swagstore.models import Sale, Stock, StockEvent, StripeEvent, db
-
-SECRET = "whsec_bench_" + "0" * 24
-STORE = "booth"
-ITEMS = 20
+LUA = str(harness.BENCH / "webhook.lua")
 
 
-def signed(event: dict) -> dict:
-    """Return one request: the event's JSON and a Stripe-Signature header over it."""
-    body = json.dumps(event)
-    t = int(time.time())
-    mac = hmac.new(SECRET.encode(), f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
+def wrk(url: str, signed: Path, duration: int, connections: int) -> dict:
+    """Run wrk with bench/webhook.lua and return the JSON line its done() prints."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "30s"]
+    out = subprocess.run([*cmd, "-s", LUA, url, "--", str(signed)], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise RuntimeError(f"wrk failed: {out.stderr or out.stdout}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(server: harness.Server, route: str, batch: list[dict], args, work: Path) -> dict:
+    """Send the batch's events (signed now) for --duration s; return wrk's and CPU figures."""
+    signed = events.write_signed(work / "events.tsv", batch)
+    cpu = server.cpu_seconds()
+    wrk_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = wrk(server.url + route, signed, args.duration, args.connections)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    answered = max(1, figures["answered"])
+    ok = figures["answered"] - figures["status_4xx_5xx"]
+    figures["per_s"] = round(ok / figures["duration_s"], 1)
+    figures["server_cpu_ms"] = round((server.cpu_seconds() - cpu) / answered * 1000, 3)
+    wrk_s = after.ru_utime + after.ru_stime - wrk_cpu.ru_utime - wrk_cpu.ru_stime
+    figures["wrk_cpu_ms"] = round(wrk_s / answered * 1000, 3)
+    return figures
+
+
+def fsync_ms(directory: Path, rounds: int = 50) -> float:
+    """Return the median time of one 4 KiB write + fsync: the floor of a durable commit."""
+    path = directory / "fsync-probe"
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return round(harness.percentile(times, 50) * 1000, 3)
+
+
+def check(server: harness.Server, db: Path, sent: list[dict], stock: int) -> dict:
+    """Redeliver what was never answered, resend a sample; return the exactly-once figures."""
+    time.sleep(2)  # requests wrk left in flight finish
+    seen = set(harness.column(db, "SELECT id FROM stripe_event"))
+    missing = [e for e in sent if e["id"] not in seen]
+    url = server.url + "/stripe/webhook"
+    redelivered = [events.post(url, e) for e in missing]
+    before = harness.scalar(db, "SELECT count(*) FROM stripe_event")
+    resent = [events.post(url, e) for e in sent[:: max(1, len(sent) // 200)][:200]]
+    q = {
+        "recorded": "SELECT count(*) FROM stripe_event",
+        "applied": "SELECT count(*) FROM stripe_event WHERE outcome = 'applied'",
+        "fulfilled_sales": "SELECT count(*) FROM sale WHERE status = 'fulfilled'",
+        "stock_takes": "SELECT count(*) FROM stock_event WHERE reason = 'sale'",
+        "units_left": "SELECT sum(on_hand) FROM stock",
+    }
+    figures = {name: harness.scalar(db, sql) for name, sql in q.items()}
+    n = len(sent)
     return {
-        "body": body,
-        "headers": {
-            "Content-Type": "application/json",
-            "Stripe-Signature": f"t={t},v1={mac}",
-        },
+        "sent": n,
+        "redelivered": len(missing),
+        "redelivered_not_200": sum(s != 200 for s in redelivered),
+        "resent": len(resent),
+        "resent_not_200": sum(s != 200 for s in resent),
+        "resent_changed_anything": figures["recorded"] != before,
+        **figures,
+        "units_expected_left": stock * events.ITEMS - n,
+        "exactly_once": (
+            figures["recorded"] == figures["applied"] == figures["fulfilled_sales"] == n
+            and figures["stock_takes"] == n
+            and figures["units_left"] == stock * events.ITEMS - n
+            and figures["recorded"] == before
+        ),
     }
 
 
-def completed(n: int) -> dict:
-    """Return a distinct checkout.session.completed event for one unit of item n % ITEMS."""
-    tag = uuid.uuid4().hex
-    return {
-        "id": f"evt_bench_{tag}",
-        "object": "event",
-        "api_version": "2024-06-20",
-        "created": int(time.time()),
-        "livemode": False,
-        "type": "checkout.session.completed",
-        "data": {
-            "object": {
-                "id": f"cs_test_bench_{tag}",
-                "object": "checkout.session",
-                "amount_total": 2500,
-                "currency": "usd",
-                "metadata": {
-                    "sku": f"item-{n % ITEMS}",
-                    "store": STORE,
-                    "quantity": "1",
-                },
-                "mode": "payment",
-                "payment_intent": f"pi_bench_{tag}",
-                "payment_link": "plink_bench",
-                "payment_status": "paid",
-                "status": "complete",
-            }
-        },
+def one_run(tree: harness.Tree, args) -> dict:
+    """Measure the two baselines and the store on a fresh database; check the store after."""
+    work = harness.workdir("webhook")
+    db = work / "swagstore.sqlite"
+    env = harness.store_env(db, STRIPE_WEBHOOK_SECRET=events.SECRET, STORE_ID=events.STORE)
+    warmup = [events.completed(i) for i in range(2000)]
+    batch = [events.completed(i) for i in range(args.events)]
+    stock = (len(warmup) + len(batch)) // events.ITEMS + 10
+    tree.flask(env, "init-db")
+    tree.flask(env, "load-catalog", str(events.catalog(work / "catalog.toml", stock)))
+
+    with harness.Server(tree, "baseline:app", env, work / "baseline.log") as base:
+        wrk(base.url + "/stripe/webhook", events.write_signed(work / "w.tsv", warmup), 1, 8)
+        bare = measure(base, "/stripe/webhook", batch, args, work)
+        verified = measure(base, "/verified/stripe/webhook", batch, args, work)
+    with harness.Server(tree, "wsgi:app", env, work / "store.log") as store:
+        w = wrk(store.url + "/stripe/webhook", events.write_signed(work / "w.tsv", warmup), 1, 8)
+        result = measure(store, "/stripe/webhook", batch, args, work)
+        sent = warmup[: w["issued"]] + batch[: result["issued"]]
+        correctness = check(store, db, sent, stock)
+    if result["wraps"]:
+        print(f"note: the store's run outlasted {args.events} events; raise --events")
+    run = {
+        "store_per_s": result["per_s"],
+        "bare_per_s": bare["per_s"],
+        "verified_per_s": verified["per_s"],
+        "ratio_bare": round(result["per_s"] / bare["per_s"], 3),
+        "ratio_verified": round(result["per_s"] / verified["per_s"], 3),
+        "store_p50_ms": result["p50_ms"],
+        "store_p99_ms": result["p99_ms"],
+        "bare_p50_ms": bare["p50_ms"],
+        "bare_p99_ms": bare["p99_ms"],
+        "verified_p50_ms": verified["p50_ms"],
+        "verified_p99_ms": verified["p99_ms"],
+        "store_cpu_ms": result["server_cpu_ms"],
+        "bare_cpu_ms": bare["server_cpu_ms"],
+        "verified_cpu_ms": verified["server_cpu_ms"],
+        "wrk_cpu_ms": result["wrk_cpu_ms"],
+        "store_errors": result["status_4xx_5xx"] + result["socket_errors"] + result["timeouts"],
+        "fsync_ms": fsync_ms(work),
+        "load_average": harness.load_average(),
+        **correctness,
     }
-
-
-def recorded_ids(uri: str) -> set[str]:
-    """Return the ids of the Stripe events the store has recorded."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "bench"})
-    with app.app_context():
-        ids = set(db.session.scalars(select(StripeEvent.id)))
-        db.session.remove()
-        db.engine.dispose()
-    return ids
-
-
-def write(path: Path, requests: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in requests))
-    return path
-
-
-def fire(
-    server: harness.Server, path: Path, concurrency: int, route: str = "/stripe/webhook"
-) -> dict:
-    """Send every request in path; add the server's CPU time per request to the figures."""
-    before = server.cpu_seconds()
-    result = harness.run_client("post", server.url + route, str(path), str(concurrency))
-    result["server_cpu_ms"] = round((server.cpu_seconds() - before) / result["count"] * 1000, 3)
-    return result
-
-
-def catalog(path: Path, stock: int) -> Path:
-    path.write_text(
-        "".join(
-            f'[[item]]\nsku = "item-{i}"\nname = "Item {i}"\nprice = 2500\n'
-            f'currency = "usd"\nstock = {stock}\n\n'
-            for i in range(ITEMS)
-        )
-    )
-    return path
+    print(json.dumps(run), flush=True)
+    return {**run, "wrk": {"store": result, "bare": bare, "verified": verified}}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=200)
-    args = parser.parse_args()
-
-    work = harness.workdir("webhook")
-    uri = f"sqlite:///{work / 'swagstore.sqlite'}"
-    env = harness.store_env(uri, STRIPE_WEBHOOK_SECRET=SECRET, STORE_ID=STORE)
-    sent = args.warmup + args.events * args.rounds
-    stock = sent // ITEMS + 10  # enough for every event: each one must take a unit
-    harness.flask(env, "init-db")
-    harness.flask(env, "load-catalog", str(catalog(work / "catalog.toml", stock)))
-
-    rounds = []
-    applied_events: list[dict] = []
-    with harness.Server("baseline:app", env, work / "baseline.log") as base:
-        fire(
-            base,
-            write(work / "warm.jsonl", [signed(completed(i)) for i in range(200)]),
-            16,
-        )
-        with harness.Server("wsgi:app", env, work / "store.log") as store:
-            warm = [completed(i) for i in range(args.warmup)]
-            fire(store, write(work / "warm.jsonl", [signed(e) for e in warm]), 16)
-            applied_events += warm
-            for r in range(args.rounds):
-                events = [completed(i) for i in range(args.events)]
-                # Signed just before sending: Stripe's tolerance is 300 s.
-                b = fire(
-                    base,
-                    write(work / "b.jsonl", [signed(e) for e in events]),
-                    args.concurrency,
-                )
-                v = fire(
-                    base,
-                    write(work / "v.jsonl", [signed(e) for e in events]),
-                    args.concurrency,
-                    route="/verified/stripe/webhook",
-                )
-                s = fire(
-                    store,
-                    write(work / "s.jsonl", [signed(e) for e in events]),
-                    args.concurrency,
-                )
-                applied_events += events
-                rounds.append({"baseline": b, "verify_only": v, "store": s})
-                print(
-                    f"round {r + 1}: store {args.events / s['wall_s']:.0f}/s, "
-                    f"baseline {args.events / b['wall_s']:.0f}/s, "
-                    f"verify-only {args.events / v['wall_s']:.0f}/s",
-                    flush=True,
-                )
-            # A 5xx asks Stripe to try again later, and Stripe does: so does this, until every
-            # event is recorded. What is still missing after that is lost.
-            retried = 0
-            for _ in range(5):
-                seen = recorded_ids(uri)
-                missing = [e for e in applied_events if e["id"] not in seen]
-                if not missing:
-                    break
-                retried += len(missing)
-                fire(store, write(work / "retry.jsonl", [signed(e) for e in missing]), 8)
-            # Stripe redelivers: a resent event must answer 200 and change nothing.
-            again = applied_events[:: max(1, len(applied_events) // 200)][:200]
-            dup = fire(store, write(work / "dup.jsonl", [signed(e) for e in again]), 16)
-
-    app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "bench"})
-    with app.app_context():
-        recorded = db.session.scalar(select(func.count(StripeEvent.id)))
-        applied = db.session.scalar(
-            select(func.count(StripeEvent.id)).where(StripeEvent.outcome == "applied")
-        )
-        fulfilled = db.session.scalar(
-            select(func.count(Sale.id)).where(Sale.status == "fulfilled")
-        )
-        takes = db.session.scalar(
-            select(func.count(StockEvent.id)).where(StockEvent.reason == "sale")
-        )
-        left = db.session.scalar(select(func.sum(Stock.on_hand)).where(Stock.store == STORE))
-        db.session.remove()
-        db.engine.dispose()
-
-    fsync = harness.fsync_ms(work)
-    store_time = sum(r["store"]["wall_s"] for r in rounds)
-    base_time = sum(r["baseline"]["wall_s"] for r in rounds)
-    answered = sum(r["store"]["statuses"].get("200", 0) for r in rounds)
-    store_rate = answered / store_time
-    base_rate = args.events * args.rounds / base_time
-    errors = sum(n for r in rounds for k, n in r["store"]["statuses"].items() if k != "200")
+    args = harness.arguments(__doc__, duration=10, connections=64, events=40000)
+    if args.duration > events.MAX_RUN_S:
+        raise SystemExit(f"--duration must stay under {events.MAX_RUN_S} s: signatures expire")
+    tree = harness.Tree(args.tree)
+    runs = [one_run(tree, args) for _ in range(args.runs)]
     harness.save(
+        args.out,
         "webhook",
+        tree,
         {
-            "events": args.events * args.rounds,
-            "concurrency": args.concurrency,
-            "store_per_s": round(store_rate, 1),
-            "baseline_per_s": round(base_rate, 1),
-            # The same bare endpoint, but checking the signature with construct_event as
-            # the store must: the most any store could reach on this stack.
-            "verify_only_per_s": round(
-                args.events * args.rounds / sum(r["verify_only"]["wall_s"] for r in rounds), 1
-            ),
-            "ratio": round(store_rate / base_rate, 3),
-            "verify_only_ratio": round(
-                args.events
-                * args.rounds
-                / sum(r["verify_only"]["wall_s"] for r in rounds)
-                / base_rate,
-                3,
-            ),
-            "store_p50_ms": max(r["store"]["p50_ms"] for r in rounds),
-            "store_p99_ms": max(r["store"]["p99_ms"] for r in rounds),
-            "baseline_p50_ms": max(r["baseline"]["p50_ms"] for r in rounds),
-            "baseline_p99_ms": max(r["baseline"]["p99_ms"] for r in rounds),
-            "store_cpu_ms_per_event": max(r["store"]["server_cpu_ms"] for r in rounds),
-            "baseline_cpu_ms_per_event": max(r["baseline"]["server_cpu_ms"] for r in rounds),
-            "errors": errors,
-            "error_statuses": dict(
-                sum(
-                    (Counter(r["store"]["statuses"]) for r in rounds),
-                    Counter(),
-                )
-            ),
-            "redelivered_after_5xx": retried,
-            "fsync_ms": fsync,
-            "sent": sent,
-            "recorded_once": recorded,
-            "applied": applied,
-            "fulfilled_sales": fulfilled,
-            "stock_takes": takes,
-            "units_left": left,
-            "units_expected_left": stock * ITEMS - sent,
-            "lost": sent - applied,
-            "double_applied": takes - applied,
-            "resent": dup["count"],
-            "resent_answered_200": dup["statuses"].get("200", 0),
-            "rounds": rounds,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "exactly_once": all(r["exactly_once"] for r in runs),
+            **harness.spread(runs),
+            "runs": runs,
         },
     )
 
