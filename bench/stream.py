@@ -1,165 +1,170 @@
-"""Live stream fan-out: how long after a sale every open kiosk stream has the event.
+"""Sale-to-screen delay: from a sale's commit until every open /stream client has it.
 
-Starts the store under gunicorn (gunicorn.conf.py, with enough threads per worker for the
-clients: each open stream holds one thread), opens CLIENTS `/stream` connections from a
-separate client process, waits until each has its snapshot, then makes one sale through
-the signed webhook and measures, per client, the delay from the sale's stock_event row
-being written (in the transaction, just before its commit) to the moment the client has
-the event. Memory per client is the servers' resident memory
-with every client connected, less before, divided by the clients. The baseline is a bare
-Flask stream under the same settings whose "sale" is a signal every worker polls (5 ms).
+Each run starts the store on a fresh SQLite file with threads enough for every client
+(each open stream holds one), opens first 1 and then 200 kiosk screens (one asyncio loop
+in this process reads them all and notes when each event id arrives), and makes --sales
+sales through the signed webhook at random intervals, so they fall at every point of the
+stream's polling cycle. A sale's delay, per screen, runs from its stock_event row being
+written (in the sale's transaction, just before the commit) to that screen having the
+event. The 1-screen figures are the baseline for the 200.
 
-    python bench/stream.py [--clients 1000]
+    python bench/stream.py [--tree DIR] [--runs 3] [--sales 30] [--clients 200]
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import json
-import subprocess
+import random
+import threading
 import time
-import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
+import events
 import harness
-import webhook
-from sqlalchemy import select
-
-from swagstore import create_app
-from swagstore.models import StockEvent, db
 
 
-def measure(server: harness.Server, clients: int, sale) -> dict:
-    """Open the clients, make the sale, and return delays (ms) and memory per client."""
-    before = server.rss_bytes()
-    proc = subprocess.Popen(
-        [
-            harness.PYTHON,
-            str(harness.BENCH / "client.py"),
-            "stream",
-            server.url + "/stream",
-            str(clients),
-            "120",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+class Screens(threading.Thread):
+    """N kiosk screens on /stream, read by one asyncio loop that notes each id's arrival."""
+
+    def __init__(self, port: int, n: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.n = port, n
+        self.arrived: list[dict[int, float]] = [{} for _ in range(n)]
+        self.failures: Counter[str] = Counter()
+        self.connected = 0
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._watch_all())
+
+    def stop(self) -> None:
+        """Close every screen's connection and end the loop."""
+        self._loop.call_soon_threadsafe(self._stopping.set)
+        self.join(30)
+
+    async def _watch_all(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        screens = [asyncio.create_task(self._watch(i)) for i in range(self.n)]
+        await self._stopping.wait()
+        for task in screens:
+            task.cancel()
+        await asyncio.gather(*screens, return_exceptions=True)
+
+    async def _watch(self, i: int) -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=2**20)
+        except OSError as e:
+            self.failures[type(e).__name__] += 1
+            return
+        try:
+            request = (
+                "GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            writer.write(request.encode())
+            status = await reader.readline()
+            if b" 200 " not in status:
+                self.failures[status.decode().strip() or "closed"] += 1
+                return
+            self.connected += 1
+            if self.connected == self.n:
+                self.ready.set()
+            # Frames arrive whole (one chunk each), so their lines are lines of the body.
+            while line := await reader.readline():
+                if line.startswith(b"id: "):
+                    self.arrived[i].setdefault(int(line[4:]), time.time())
+                elif line.startswith(b": busy"):
+                    self.failures["refused: server full"] += 1
+        except OSError as e:
+            self.failures[type(e).__name__] += 1
+        finally:
+            writer.close()
+
+
+def logged_at(db: Path, after: int) -> dict[int, float]:
+    """Return when each sale's stock_event row after id `after` was written (epoch s)."""
+    found = harness.rows(
+        db, "SELECT id, at FROM stock_event WHERE id > ? AND reason = 'sale'", after
     )
-    try:
-        ready = json.loads(proc.stdout.readline())
-        during = server.rss_bytes()
-        t0 = sale()
-        result = json.loads(proc.stdout.readline())
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    delays = [(t - t0) for t in result["received"]]
+    return {i: datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp() for i, at in found}
+
+
+def measure(store: harness.Server, db: Path, clients: int, sales: int) -> dict:
+    """Open the screens, make the sales, and return the delays (ms) and what was missed."""
+    screens = Screens(store.port, clients)
+    screens.start()
+    screens.ready.wait(60)
+    time.sleep(1.0)  # every screen past its snapshot
+    last = harness.scalar(db, "SELECT max(id) FROM stock_event") or 0
+    statuses = Counter()
+    for n in range(sales):
+        statuses[events.post(store.url + "/stripe/webhook", events.completed(n))] += 1
+        time.sleep(random.uniform(0.2, 0.6))
+    committed = logged_at(db, last)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(
+        committed.keys() <= seen.keys() for seen in screens.arrived
+    ):
+        time.sleep(0.1)
+    screens.stop()
+    delays = [seen[i] - at for seen in screens.arrived for i, at in committed.items() if i in seen]
     return {
         "clients": clients,
-        "live": ready["ready"],
-        "got_event": len(delays),
-        "failures": result["failures"],
-        **{k: v for k, v in summary(delays).items()},
-        "memory_per_client_kib": round((during - before) / max(1, ready["ready"]) / 1024, 1),
-    }
-
-
-def logged_at(uri: str) -> float:
-    """Return when the sale's stock_event row was written (just before its commit)."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "bench"})
-    with app.app_context():
-        at = db.session.scalar(
-            select(StockEvent.at).where(StockEvent.reason == "sale").order_by(StockEvent.id.desc())
-        )
-        db.session.remove()
-        db.engine.dispose()
-    return at.timestamp()
-
-
-def median_run(runs: list[dict]) -> dict:
-    """Return the run with the median p99, with every run's p50/p99/max beside it."""
-    ranked = sorted(runs, key=lambda r: r["p99_ms"])
-    median = dict(ranked[len(ranked) // 2])
-    median["runs"] = [{k: r[k] for k in ("p50_ms", "p99_ms", "max_ms", "got_event")} for r in runs]
-    return median
-
-
-def summary(delays: list[float]) -> dict:
-    return {
+        "connected": screens.connected,
+        "sales": len(committed),
+        "sale_answers": {str(k): v for k, v in statuses.items()},
+        "deliveries": len(delays),
+        "missed": clients * len(committed) - len(delays),
+        "failures": dict(screens.failures),
         "p50_ms": round(harness.percentile(delays, 50) * 1000, 1),
         "p99_ms": round(harness.percentile(delays, 99) * 1000, 1),
         "max_ms": round(max(delays, default=0.0) * 1000, 1),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=2)
-    # One sale's fan-out varies by tens of ms from run to run on a shared machine: each
-    # server takes several, and the run with the median p99 is reported, with all of them.
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-
+def one_run(tree: harness.Tree, args) -> dict:
+    """Measure 1 screen, then args.clients screens, on a fresh server and database."""
     work = harness.workdir("stream")
-    uri = f"sqlite:///{work / 'swagstore.sqlite'}"
-    # Each open stream holds a thread: size the workers so every client fits, with room
-    # for the kernel's uneven spread of connections over the workers (SO_REUSEPORT), plus
-    # the threads gunicorn.conf.py keeps spare for webhooks and pages.
-    threads = str(-(-args.clients * 5 // (4 * args.workers)) + 16)
-    signal_file = work / "signal"
+    db = work / "swagstore.sqlite"
+    # Room for every stream on one worker and 16 threads to spare: the kernel's spread of
+    # connections over the workers (SO_REUSEPORT) is uneven.
+    threads = str(args.clients + 16)
     env = harness.store_env(
-        uri,
-        STRIPE_WEBHOOK_SECRET=webhook.SECRET,
-        STORE_ID=webhook.STORE,
-        THREADS=threads,
+        db, STRIPE_WEBHOOK_SECRET=events.SECRET, STORE_ID=events.STORE, THREADS=threads
     )
-    env["BENCH_SIGNAL_FILE"] = str(signal_file)
-    harness.flask(env, "init-db")
-    harness.flask(env, "load-catalog", str(webhook.catalog(work / "catalog.toml", 50)))
-    overrides = {"workers": str(args.workers), "threads": threads}
+    tree.flask(env, "init-db")
+    tree.flask(env, "load-catalog", str(events.catalog(work / "catalog.toml", 1000)))
+    with harness.Server(tree, "wsgi:app", env, work / "store.log", threads=threads) as store:
+        one = measure(store, db, 1, args.sales)
+        many = measure(store, db, args.clients, args.sales)
+    run = {
+        **{f"one_{k}": v for k, v in one.items()},
+        **{f"many_{k}": v for k, v in many.items()},
+        "ratio_p50": round(many["p50_ms"] / max(one["p50_ms"], 0.1), 2),
+        "ratio_p99": round(many["p99_ms"] / max(one["p99_ms"], 0.1), 2),
+        "load_average": harness.load_average(),
+    }
+    print(json.dumps(run), flush=True)
+    return run
 
-    signals = iter(range(1, 1_000_000))
 
-    def signal() -> float:
-        t0 = time.time()
-        signal_file.write_text(str(next(signals)))
-        return t0
-
-    # A fresh server for each run: a stream the client closed keeps its thread until the
-    # server next writes to it (an event, or the ping after STREAM_PING_SECONDS).
-    runs = []
-    for _ in range(args.runs):
-        signal_file.write_text("0")  # each fresh baseline starts from a quiet signal
-        with harness.Server("baseline:app", env, work / "baseline.log", **overrides) as base:
-            runs.append(measure(base, args.clients, signal))
-    baseline = median_run(runs)
-    runs = []
-    for _ in range(args.runs):
-        with harness.Server("wsgi:app", env, work / "store.log", **overrides) as store:
-
-            def sale() -> float:
-                r = webhook.signed(webhook.completed(0))
-                req = urllib.request.Request(
-                    store.url + "/stripe/webhook",
-                    data=r["body"].encode(),
-                    headers=r["headers"],
-                )
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    assert resp.status == 200, resp.status
-                return logged_at(uri)
-
-            runs.append(measure(store, args.clients, sale))
-    result = median_run(runs)
-
+def main() -> None:
+    args = harness.arguments(__doc__, sales=30, clients=200)
+    tree = harness.Tree(args.tree)
+    runs = [one_run(tree, args) for _ in range(args.runs)]
     harness.save(
+        args.out,
         "stream",
+        tree,
         {
-            **result,
-            "workers": args.workers,
-            "threads_per_worker": int(threads),
-            "baseline": baseline,
-            "p99_ratio": round(result["p99_ms"] / max(baseline["p99_ms"], 0.1), 2),
+            "sales": args.sales,
+            "clients": args.clients,
+            "missed": sum(r["one_missed"] + r["many_missed"] for r in runs),
+            **harness.spread(runs),
+            "runs": runs,
         },
     )
 
