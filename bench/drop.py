@@ -1,101 +1,131 @@
-"""The drop: 5,000 visitors at once for 100 units, in hold mode (reserved_checkout).
+"""The drop: N visitors at once for 100 units, in hold mode (reserved_checkout).
 
-Starts the store under gunicorn as the booth runs it, in PURCHASE_MODE=reserved_checkout
-against its offline sandbox, with one item of UNITS units. A separate client process opens
-one connection per visitor, each with its own cookie jar, and at one start line every
-visitor asks `GET /buy/<sku>`: a hold and a Checkout Session (303 to it) or a sold-out
-page (409). Then the invariant: exactly UNITS sessions, UNITS active holds, the stock's
-reserved units equal to the holds, nothing sold twice. The baseline is a bare Flask page
-under the same settings, driven by the same client.
+Each run starts the store on a fresh SQLite file in PURCHASE_MODE=reserved_checkout
+against its offline sandbox, with one item of --units units. At one start line every
+visitor opens its own connection and asks `GET /buy/<sku>`: a hold and a Checkout
+Session (303 to it) or a sold-out page (409). Then the invariant: exactly --units
+sessions and active holds, the stock's reserved units equal to them, nothing sold. The
+baseline is a bare page under the same gunicorn settings, driven the same way.
 
-    python bench/drop.py [--visitors 5000] [--units 100]
+    python bench/drop.py [--tree DIR] [--runs 3] [--visitors 5000] [--units 100]
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import sys
-from pathlib import Path
+import asyncio
+import json
+import resource
+import time
+from collections import Counter
 
 import harness
-from sqlalchemy import func, select
-
-from swagstore import create_app
-from swagstore.models import Hold, Stock, db
 
 SKU = "drop-tee"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visitors", type=int, default=5000)
-    parser.add_argument("--units", type=int, default=100)
-    args = parser.parse_args()
-    if importlib.util.find_spec("swagstore.sandbox") is None:
-        # /buy opens a Checkout Session; with no Stripe key that is the sandbox's job.
-        sys.exit("drop needs the offline sandbox (swagstore/sandbox), which is not in this tree")
+async def visit(port: int, path: str, gate: asyncio.Event) -> tuple[str, float]:
+    """Be one visitor: wait for the start, ask once on a new connection; return status, s."""
+    await gate.wait()
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(120):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            writer.write(request.encode())
+            status = (await reader.readline()).split()[1].decode()
+            await reader.read()
+            writer.close()
+    except (OSError, IndexError) as e:  # TimeoutError is an OSError
+        status = type(e).__name__
+    return status, time.perf_counter() - start
 
+
+async def crowd(port: int, path: str, visitors: int) -> dict:
+    """Send every visitor at once; return the answers, latencies and the time to the last."""
+    gate = asyncio.Event()
+    tasks = [asyncio.create_task(visit(port, path, gate)) for _ in range(visitors)]
+    await asyncio.sleep(0.5)
+    start = time.perf_counter()
+    gate.set()
+    answers = await asyncio.gather(*tasks)
+    took = [seconds for _, seconds in answers]
+    return {
+        "wall_s": round(time.perf_counter() - start, 3),
+        "statuses": dict(Counter(status for status, _ in answers)),
+        "p50_ms": round(harness.percentile(took, 50) * 1000, 1),
+        "p99_ms": round(harness.percentile(took, 99) * 1000, 1),
+    }
+
+
+def one_run(tree: harness.Tree, args) -> dict:
+    """Run the crowd against the bare page, then the store; check the store's invariant."""
     work = harness.workdir("drop")
-    uri = f"sqlite:///{work / 'swagstore.sqlite'}"
-    env = harness.store_env(uri, PURCHASE_MODE="reserved_checkout", STORE_ID="booth")
-    catalog = Path(work / "catalog.toml")
+    db = work / "swagstore.sqlite"
+    env = harness.store_env(db, PURCHASE_MODE="reserved_checkout", STORE_ID="booth")
+    catalog = work / "catalog.toml"
     catalog.write_text(
         f'[[item]]\nsku = "{SKU}"\nname = "Drop tee"\nprice = 3000\n'
         f'currency = "usd"\nstock = {args.units}\n'
     )
-    harness.flask(env, "init-db")
-    harness.flask(env, "load-catalog", str(catalog))
-    paths = work / "visitors.txt"
-    paths.write_text(f"/buy/{SKU}\n" * args.visitors)
+    tree.flask(env, "init-db")
+    tree.flask(env, "load-catalog", str(catalog))
+    with harness.Server(tree, "baseline:app", env, work / "baseline.log") as base:
+        bare = asyncio.run(crowd(base.port, f"/buy/{SKU}", args.visitors))
+    with harness.Server(tree, "wsgi:app", env, work / "store.log") as store:
+        result = asyncio.run(crowd(store.port, f"/buy/{SKU}", args.visitors))
 
-    with harness.Server("baseline:app", env, work / "baseline.log") as base:
-        baseline = harness.run_client("get", base.url, str(paths), str(args.visitors))
-    with harness.Server("wsgi:app", env, work / "store.log") as store:
-        result = harness.run_client("get", store.url, str(paths), str(args.visitors))
+    on_hand, reserved = harness.rows(db, "SELECT on_hand, reserved FROM stock WHERE sku = ?", SKU)[
+        0
+    ]
+    holds = harness.scalar(db, "SELECT count(*) FROM hold WHERE status = 'active'")
+    with_session = harness.scalar(
+        db, "SELECT count(*) FROM hold WHERE checkout_session_id IS NOT NULL"
+    )
+    sessions = result["statuses"].get("303", 0)
+    sold_out = result["statuses"].get("409", 0)
+    run = {
+        "wall_s": result["wall_s"],
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "bare_wall_s": bare["wall_s"],
+        "bare_p50_ms": bare["p50_ms"],
+        "bare_p99_ms": bare["p99_ms"],
+        "ratio": round(bare["wall_s"] / result["wall_s"], 3),
+        "sessions": sessions,
+        "sold_out": sold_out,
+        "other_answers": {k: v for k, v in result["statuses"].items() if k not in ("303", "409")},
+        "bare_answers": bare["statuses"],
+        "on_hand": on_hand,
+        "reserved": reserved,
+        "active_holds": holds,
+        "holds_with_session": with_session,
+        "invariant_ok": (
+            sessions == holds == with_session == reserved == on_hand == args.units
+            and sold_out == args.visitors - args.units
+        ),
+        "load_average": harness.load_average(),
+    }
+    print(json.dumps(run), flush=True)
+    return run
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "bench"})
-    with app.app_context():
-        stock = db.session.get(Stock, (SKU, "booth"))
-        on_hand, reserved = stock.on_hand, stock.reserved
-        active = db.session.scalar(
-            select(func.count(Hold.id)).where(Hold.status == "active", Hold.sku == SKU)
-        )
-        with_session = db.session.scalar(
-            select(func.count(Hold.id)).where(Hold.checkout_session_id.is_not(None))
-        )
-        db.session.remove()
-        db.engine.dispose()
 
-    statuses = result["statuses"]
-    sessions = statuses.get("303", 0)
-    sold_out = statuses.get("409", 0)
+def main() -> None:
+    args = harness.arguments(__doc__, visitors=5000, units=100)
+    # One socket per visitor, all at once.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.visitors + 100)), hard))
+    tree = harness.Tree(args.tree)
+    runs = [one_run(tree, args) for _ in range(args.runs)]
     harness.save(
+        args.out,
         "drop",
+        tree,
         {
             "visitors": args.visitors,
             "units": args.units,
-            "sessions_created": sessions,
-            "sold_out_answers": sold_out,
-            "other_answers": {k: v for k, v in statuses.items() if k not in ("303", "409")},
-            "p50_ms": result["p50_ms"],
-            "p99_ms": result["p99_ms"],
-            "max_ms": result["max_ms"],
-            "wall_s": result["wall_s"],
-            "baseline_p50_ms": baseline["p50_ms"],
-            "baseline_p99_ms": baseline["p99_ms"],
-            "baseline_wall_s": baseline["wall_s"],
-            "ratio": round(baseline["wall_s"] / result["wall_s"], 3),
-            "on_hand": on_hand,
-            "reserved": reserved,
-            "active_holds": active,
-            "holds_with_session": with_session,
-            "invariant_ok": (
-                sessions == args.units
-                and sold_out == args.visitors - args.units
-                and reserved == active == with_session == args.units
-                and on_hand == args.units
-            ),
+            "invariant_ok": all(r["invariant_ok"] for r in runs),
+            **harness.spread(runs),
+            "runs": runs,
         },
     )
 
