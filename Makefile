@@ -55,13 +55,12 @@ run: $(VENV)/.installed
 	$(FLASK) init-db
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-$(VENV)/.bench: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[bench]'
-	touch $@
-
 # The benchmarks of bench/ (not tests): figures and ratios, written to bench/RESULTS.md.
-bench: $(VENV)/.bench
-	$(BIN)/python bench/run.py
+# The load generator is wrk (Debian's package); BENCH_ARGS="--tree DIR" measures another
+# checkout (with its own .venv), "--runs 1" is quicker.
+bench: $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: sudo apt-get install -y wrk" >&2; exit 1; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,167 +1,160 @@
-"""Write bench/RESULTS.md from the figures in bench/results/*.json (see bench/run.py)."""
+"""Write bench/RESULTS.md from the figures of bench/run.py (and of an earlier tree, if given).
+
+python bench/report.py [--out DIR] [--before DIR]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
-import time
+from pathlib import Path
 
 import harness
 
 OUT = harness.BENCH / "RESULTS.md"
 
+# (benchmark, figure, label): each row shows the median and the spread of the runs.
+ROWS = [
+    ("webhook", "store_per_s", "webhook: store, applied events/s"),
+    ("webhook", "bare_per_s", "webhook: bare endpoint (reads the body), answers/s"),
+    ("webhook", "verified_per_s", "webhook: signature-only endpoint (construct_event), answers/s"),
+    ("webhook", "ratio_bare", "webhook: store ÷ bare endpoint"),
+    ("webhook", "ratio_verified", "webhook: store ÷ signature-only endpoint"),
+    ("webhook", "store_p50_ms", "webhook: store latency p50, ms"),
+    ("webhook", "store_p99_ms", "webhook: store latency p99, ms"),
+    ("webhook", "bare_p99_ms", "webhook: bare endpoint latency p99, ms"),
+    ("webhook", "store_cpu_ms", "webhook: server CPU per event (store), ms"),
+    ("webhook", "bare_cpu_ms", "webhook: server CPU per request (bare endpoint), ms"),
+    ("webhook", "verified_cpu_ms", "webhook: server CPU per request (signature-only), ms"),
+    ("webhook", "wrk_cpu_ms", "webhook: wrk's own CPU per request, ms"),
+    ("stream", "one_p50_ms", "stream, 1 screen: sale-to-screen p50, ms"),
+    ("stream", "one_p99_ms", "stream, 1 screen: p99, ms"),
+    ("stream", "one_max_ms", "stream, 1 screen: max, ms"),
+    ("stream", "many_p50_ms", "stream, 200 screens: sale-to-every-screen p50, ms"),
+    ("stream", "many_p99_ms", "stream, 200 screens: p99, ms"),
+    ("stream", "many_max_ms", "stream, 200 screens: max, ms"),
+    ("stream", "ratio_p99", "stream: p99 200 screens ÷ 1 screen"),
+    ("drop", "wall_s", "drop: store, last visitor answered after, s"),
+    ("drop", "p99_ms", "drop: store /buy p99, ms"),
+    ("drop", "bare_wall_s", "drop: bare page, last visitor answered after, s"),
+    ("drop", "ratio", "drop: bare ÷ store time"),
+]
 
-def load(name: str) -> dict | None:
-    path = harness.RESULTS / f"{name}.json"
+
+def load(directory: Path, name: str) -> dict | None:
+    path = directory / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def cell(result: dict | None, key: str) -> str:
+    """Return 'median (min–max)' of one figure, or a dash."""
+    if not result or key not in result:
+        return "–"
+    f = result[key]
+    return f"{_num(f['median'])} ({_num(f['min'])}–{_num(f['max'])})"
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}" if abs(x) < 1 else f"{x:.1f}"
+
+
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
 
 
-def main(failures: dict[str, str] | None = None, extras: dict[str, str] | None = None) -> str:
+def describe(results: dict[str, dict | None]) -> str:
+    first = next((r for r in results.values() if r), None)
+    if not first:
+        return "nothing measured"
+    return f"`{first['commit']}` ({'worker' if first['worker'] else 'no worker command'})"
+
+
+def checks(results: dict[str, dict | None]) -> str:
+    w, s, d = results["webhook"], results["stream"], results["drop"]
+    parts = []
+    if w:
+        parts.append(f"webhook exactly once: {'yes' if w['exactly_once'] else 'NO'}")
+    if s:
+        parts.append(f"stream deliveries missed: {s['missed']}")
+    if d:
+        parts.append(f"drop invariant: {'holds' if d['invariant_ok'] else 'BROKEN'}")
+    return "; ".join(parts) or "–"
+
+
+def loads(results: dict[str, dict | None]) -> str:
+    return "; ".join(
+        f"{name} {', '.join(str(r['load_average']) for r in result['runs'])}"
+        for name, result in results.items()
+        if result
+    )
+
+
+def main(out: Path = harness.RESULTS, before: Path | None = None) -> str:
     """Write RESULTS.md and return its text."""
-    failures = failures or {}
-    extras = extras or {}
-    w, d, s = load("webhook"), load("drop"), load("stream")
+    names = ("webhook", "stream", "drop")
+    now = {n: load(out, n) for n in names}
+    old = {n: load(before, n) for n in names} if before else None
+    head = ["figure (median of the runs, min–max)", f"this tree: {describe(now)}"]
+    if old:
+        head.append(f"before: {describe(old)}")
     lines = [
         "# Benchmarks",
         "",
-        f"Measured by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
-        f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}, "
-        "SQLite (WAL, synchronous=FULL), gunicorn with the booth's gunicorn.conf.py. "
-        "Client and server share the machine. Each baseline is a bare Flask endpoint under "
-        "the same gunicorn settings, driven by the same client in the same run "
-        "(bench/baseline.py).",
+        f"Written by `make bench` (bench/run.py). {os.cpu_count()} cores ({cpu_model()}), "
+        f"Python {platform.python_version()}; SQLite (WAL, synchronous=FULL); gunicorn with "
+        "the tree's gunicorn.conf.py; every run on a fresh database and server. The load "
+        "generator (wrk, and this process's asyncio clients) shares the machine with the "
+        "server, and so does any other work: the load average is noted after every run.",
         "",
-        "Load average (1 min) when each finished, from other work on the machine: "
-        + ", ".join(f"{r['name']} {r.get('load_average_1m', '?')}" for r in (w, d, s) if r)
-        + ".",
-        "",
-        "| benchmark | store | baseline | ratio | goal |",
-        "| --- | --- | --- | --- | --- |",
+        "| " + " | ".join(head) + " |",
+        "|" + " --- |" * len(head),
     ]
-    if w:
-        lines.append(
-            f"| webhook: {w['events']} signed events, {w['concurrency']} connections | "
-            f"{w['store_per_s']:.0f} applied/s, p50 {w['store_p50_ms']} ms, "
-            f"p99 {w['store_p99_ms']} ms, {w['errors']} answered 5xx (retried) | "
-            f"{w['baseline_per_s']:.0f}/s, p50 {w['baseline_p50_ms']} ms, "
-            f"p99 {w['baseline_p99_ms']} ms | "
-            f"**{w['ratio']:.2f}** (store ÷ baseline throughput); a bare endpoint that "
-            f"only checks the signature with construct_event: {w['verify_only_per_s']:.0f}/s, "
-            f"{w['verify_only_ratio']:.2f} | ≥ 0.5; "
-            f"{w['lost']} lost, {w['double_applied']} double-applied |"
-        )
-    if d:
-        lines.append(
-            f"| drop: {d['visitors']} visitors at once, {d['units']} units | "
-            f"{d['sessions_created']} sessions, {d['sold_out_answers']} sold out, "
-            f"other {d['other_answers'] or 'none'}; p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, "
-            f"all answered in {d['wall_s']} s | "
-            f"p50 {d['baseline_p50_ms']} ms, p99 {d['baseline_p99_ms']} ms, "
-            f"{d['baseline_wall_s']} s | **{d['ratio']:.2f}** (baseline ÷ store time) | "
-            f"invariant {'holds' if d['invariant_ok'] else 'BROKEN'} |"
-        )
-    if s:
-        b = s["baseline"]
-        lines.append(
-            f"| stream: {s['clients']} clients, one sale | "
-            f"{s['got_event']} of {s['live']} live clients got it; p50 {s['p50_ms']} ms, "
-            f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms (median of {len(s.get('runs', [1]))} "
-            f"runs; p99 of each: {_p99s(s)}); {s['memory_per_client_kib']} KiB/client | "
-            f"{b['got_event']} of {b['live']}; p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms "
-            f"(p99 of each: {_p99s(b)}), "
-            f"{b['memory_per_client_kib']} KiB/client | **{s['p99_ratio']:.2f}** "
-            f"(store ÷ baseline p99 delay) | p99 < 100 ms at 1,000 |"
-        )
-    for name, why in failures.items():
-        if name in ("webhook", "drop", "stream"):
-            lines.append(f"| {name} | not measured: {why} | | | |")
-        else:
-            extras[name] = f"failed: {why}"
+    for bench, key, label in ROWS:
+        row = [label, cell(now[bench], key)]
+        if old:
+            row.append(cell(old[bench], key))
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("| checks | " + checks(now) + (f" | {checks(old)}" if old else "") + " |")
+    lines += ["", "Load average (1 min) after each run:", "", f"- this tree: {loads(now)}"]
+    if old:
+        lines.append(f"- before: {loads(old)}")
     lines += ["", "## Notes", ""]
-    if w:
+    if w := now["webhook"]:
         lines.append(
-            "- webhook: each server process applies the events its requests hand in as one "
-            "transaction per batch (group commit, swagstore/group_commit.py), durable "
-            "(synchronous=FULL) before any of them is answered; a 4 KiB write + fsync took "
-            f"{w.get('fsync_ms', '?')} ms (median) on this disk in the same run. The servers "
-            f"used {w.get('store_cpu_ms_per_event', '?')} ms of CPU per event against the "
-            f"baseline's {w.get('baseline_cpu_ms_per_event', '?')} ms per request: signature "
-            "check and Stripe object, the transaction's statements, and the hand-over to the "
-            "writer thread (see bench/webhook_cost.py below). "
-            f"First answers: {w.get('error_statuses')}; a 5xx (the database stayed locked "
-            "past busy_timeout) means 'not applied, try again', so those events were "
-            f"redelivered as Stripe would ({w.get('redelivered_after_5xx')} redeliveries). "
-            f"{w['sent']} events sent in all (warm-up included), "
-            f"{w['applied']} recorded as applied, {w['fulfilled_sales']} fulfilled sales, "
-            f"{w['stock_takes']} stock takes; {w['units_left']} units left of "
-            f"{w['units_expected_left']} expected. {w['resent']} events resent: "
-            f"{w['resent_answered_200']} answered 200 and nothing changed."
+            f"- webhook: each of {len(w['runs'])} runs sends distinct signed events for "
+            f"{w['duration_s']} s over "
+            f"{w['connections']} connections (wrk, one thread). A durable commit's floor, "
+            f"one 4 KiB write + fsync on this disk: {cell(w, 'fsync_ms')} ms."
         )
-    if d:
+    if s := now["stream"]:
         lines.append(
-            f"- drop: stock after the drop on_hand {d['on_hand']}, reserved {d['reserved']}; "
-            f"{d['active_holds']} active holds, {d['holds_with_session']} with a Checkout "
-            "Session."
+            f"- stream: {s['sales']} sales per measurement, 0.2–0.6 s apart; the delay runs "
+            "from the sale's stock_event row (written in its transaction, just before the "
+            "commit) to the screen having it. With 1 screen, p99 of "
+            f"{s['sales']} sales is their maximum."
         )
-    if s:
+    if d := now["drop"]:
         lines.append(
-            f"- stream: {s['workers']} workers x {s['threads_per_worker']} threads (one "
-            f"thread per open stream); client failures {s['failures'] or 'none'}. Delay is "
-            "from the sale's stock_event row being written (just before its commit) to the "
-            "client having the event; the baseline's from its signal being written."
+            f"- drop: {d['visitors']} visitors, {d['units']} units, hold mode against the "
+            "sandbox; each visitor opens its own connection at the start line."
         )
-    for name, output in extras.items():
-        lines += ["", f"### bench/{name}.py (its own output)", "", "```", output, "```"]
-    lines += ["", closing(w, d, s), ""]
-    text = "\n".join(lines)
+    extra = out / "sandbox_calls.txt"
+    if extra.exists():
+        lines += ["", "### bench/sandbox_calls.py", "", "```", extra.read_text().strip(), "```"]
+    text = "\n".join(lines) + "\n"
     OUT.write_text(text)
     return text
 
 
-def _p99s(result: dict) -> str:
-    runs = result.get("runs") or [result]
-    return ", ".join(f"{r['p99_ms']} ms" for r in runs)
-
-
-def closing(w: dict | None, d: dict | None, s: dict | None) -> str:
-    parts = []
-    if w:
-        verdict = "meets" if w["ratio"] >= 0.5 else "misses"
-        parts.append(
-            f"the webhook path applies {w['store_per_s']:.0f} events/s against a bare "
-            f"endpoint's {w['baseline_per_s']:.0f}/s, a ratio of {w['ratio']:.2f}, which "
-            f"{verdict} the 0.5 goal, with {w['lost']} lost and {w['double_applied']} "
-            "double-applied events"
-        )
-    if d:
-        parts.append(
-            f"the drop gave {d['sessions_created']} sessions and {d['sold_out_answers']} "
-            f"sold-out answers to {d['visitors']} visitors (time ratio {d['ratio']:.2f} "
-            f"against the baseline), invariant {'held' if d['invariant_ok'] else 'BROKEN'}"
-        )
-    if s:
-        verdict = "meets" if s["p99_ms"] < 100 and s["clients"] >= 1000 else "misses"
-        parts.append(
-            f"{s['got_event']} stream clients had the sale at p99 {s['p99_ms']} ms "
-            f"(the median of {len(s.get('runs', [1]))} runs, p99 of each: {_p99s(s)}; "
-            f"{s['p99_ratio']:.2f} x the baseline's p99), which {verdict} the 100 ms goal"
-        )
-    if not parts:
-        return "Closing note: nothing was measured."
-    return "Closing note: " + "; ".join(parts) + "."
-
-
 if __name__ == "__main__":
-    print(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(harness.RESULTS))
+    parser.add_argument("--before", default=None)
+    args = parser.parse_args()
+    print(main(Path(args.out), Path(args.before) if args.before else None))

@@ -1,47 +1,56 @@
-"""`make bench`: run every benchmark, then write bench/RESULTS.md from their figures.
+"""`make bench`: run every benchmark against a tree, then write bench/RESULTS.md.
 
-The three benchmarks of the issue (webhook, drop, stream) save their figures as JSON for
-the table; any other script in bench/ runs too, and the tail of its output is kept.
+    python bench/run.py [--tree DIR] [--runs 3] [--out DIR] [--before DIR]
+
+--tree is the checkout whose server is measured (default: this one; it needs its .venv);
+--before is the results folder of an earlier tree, shown beside this one in RESULTS.md.
 """
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import harness
 import report
 
-BENCHMARKS = ("webhook", "drop", "stream")
-NOT_BENCHMARKS = {"harness", "client", "baseline", "report", "run"}
+BENCHMARKS = ("webhook", "stream", "drop")
 
 
 def main() -> int:
-    harness.RESULTS.mkdir(exist_ok=True)
-    failures: dict[str, str] = {}
-    extras: dict[str, str] = {}
-    others = sorted(
-        p.stem
-        for p in harness.BENCH.glob("*.py")
-        if p.stem not in NOT_BENCHMARKS and p.stem not in BENCHMARKS
-    )
-    for name in (*BENCHMARKS, *others):
-        print(f"== bench/{name}.py", flush=True)
-        (harness.RESULTS / f"{name}.json").unlink(missing_ok=True)
-        done = subprocess.run(
-            [harness.PYTHON, str(harness.BENCH / f"{name}.py")],
-            capture_output=True,
-            text=True,
-        )
-        print(done.stdout, flush=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            failures[name] = f"exited {done.returncode}: {last}"
-            print(done.stderr, file=sys.stderr)
-        elif name in others:
-            extras[name] = "\n".join(done.stdout.strip().splitlines()[-15:])
-    print(report.main(failures, extras))
-    return 1 if failures else 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", default=str(harness.BENCH.parent))
+    parser.add_argument("--runs", default="3")
+    parser.add_argument("--out", default=str(harness.RESULTS))
+    parser.add_argument("--before", default=None)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench needs wrk, the HTTP load generator: sudo apt-get install -y wrk")
+    tree = harness.Tree(args.tree)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name in BENCHMARKS:
+        print(f"== bench/{name}.py against {tree.path} ({tree.commit})", flush=True)
+        (out / f"{name}.json").unlink(missing_ok=True)
+        script = str(harness.BENCH / f"{name}.py")
+        options = ["--tree", args.tree, "--runs", args.runs, "--out", args.out]
+        if subprocess.run([sys.executable, script, *options]).returncode != 0:
+            failed.append(name)
+    # Not the runtime: the sandbox's cost in process and over HTTP, in the tree's own Python.
+    print("== bench/sandbox_calls.py", flush=True)
+    calls = [tree.python, str(harness.BENCH / "sandbox_calls.py"), "--tree", args.tree]
+    done = subprocess.run(calls, capture_output=True, text=True)
+    print(done.stdout, done.stderr[-2000:], flush=True)
+    text = done.stdout if done.returncode == 0 else f"failed: {done.stderr.strip()[-500:]}"
+    (out / "sandbox_calls.txt").write_text(text)
+    print(report.main(out, Path(args.before) if args.before else None))
+    if failed:
+        print(f"failed: {', '.join(failed)} (see above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

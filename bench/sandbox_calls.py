@@ -3,7 +3,9 @@
 Creates a temporary SQLite database, then times the same calls both ways: create a product,
 a price and a payment link, open and pay a Checkout Session, retrieve it. Prints the median
 and p95 per call for each transport, the ratio HTTP / in-process, and sync-stripe's time for
-the demo catalog (10 items) in process.
+the demo catalog (10 items) in process. Run it with the Python of the tree it measures:
+
+    TREE/.venv/bin/python bench/sandbox_calls.py [--tree TREE]
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from pathlib import Path
 
 import requests
 
+# The tree is imported below, so its path is read before argparse could run.
 ROOT = Path(__file__).resolve().parent.parent
+if "--tree" in sys.argv:
+    ROOT = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 
 from swagstore import catalog, create_app, payments  # noqa: E402
