@@ -1,7 +1,8 @@
 """The baselines: bare Flask endpoints doing only the unavoidable part of a store route.
 
-Served by the tree's gunicorn.conf.py and driven by the same load generator as the store,
-so store ÷ baseline is what the store's own work costs against the limit of its stack.
+Served with the tree's gunicorn.conf.py settings (bench/baseline_gunicorn.py) and driven
+by the same load generator as the store, so store ÷ baseline is what the store's own work
+costs against the limit of its stack.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import stripe
 from flask import Flask, request
 
 app = Flask(__name__)
-# The old runtime's gunicorn.conf.py sizes the store's stream broker unless this is set.
-app.config["STREAM_MAX_CLIENTS"] = 1
 _stripe = stripe.StripeClient("sk_test_baseline")
 
 

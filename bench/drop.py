@@ -17,6 +17,7 @@ import json
 import resource
 import time
 from collections import Counter
+from pathlib import Path
 
 import harness
 
@@ -57,9 +58,8 @@ async def crowd(port: int, path: str, visitors: int) -> dict:
     }
 
 
-def one_run(tree: harness.Tree, args) -> dict:
+def one_run(tree: harness.Tree, args, work: Path) -> dict:
     """Run the crowd against the bare page, then the store; check the store's invariant."""
-    work = harness.workdir("drop")
     db = work / "swagstore.sqlite"
     env = harness.store_env(db, PURCHASE_MODE="reserved_checkout", STORE_ID="booth")
     catalog = work / "catalog.toml"
@@ -115,7 +115,10 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.visitors + 100)), hard))
     tree = harness.Tree(args.tree)
-    runs = [one_run(tree, args) for _ in range(args.runs)]
+    runs = []
+    for _ in range(args.runs):
+        with harness.workdir("drop") as work:
+            runs.append(one_run(tree, args, work))
     harness.save(
         args.out,
         "drop",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -19,6 +20,8 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -96,9 +99,12 @@ def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def workdir(name: str) -> Path:
-    """Return a fresh temporary directory for one run's database and logs."""
-    return Path(tempfile.mkdtemp(prefix=f"swagstore-bench-{name}-"))
+@contextmanager
+def workdir(name: str) -> Iterator[Path]:
+    """Give one run a fresh temporary directory for its database and logs; remove it after."""
+    path = Path(tempfile.mkdtemp(prefix=f"swagstore-bench-{name}-"))
+    yield path  # a run that raises leaves it, logs and all, to look at
+    shutil.rmtree(path)
 
 
 def store_env(db: Path, **config: str) -> dict[str, str]:
@@ -134,7 +140,8 @@ class Server:
     """A tree's WSGI app under gunicorn with the tree's gunicorn.conf.py, as `make run` starts it.
 
     For the store (wsgi:app) of a tree that has a background worker, the worker runs too:
-    the booth runs both, so both count in the server's CPU time.
+    the booth runs both, so both count in the server's CPU time. A baseline (any other
+    app, from bench/) gets the same settings without the store's hooks.
     """
 
     def __init__(
@@ -163,7 +170,11 @@ class Server:
         python = self.tree.python
         if self.app == "wsgi:app" and self.tree.has_worker:
             self._start([python, "-m", "flask", "--app", "swagstore", "worker"])
-        cmd = [python, "-m", "gunicorn", "-c", str(self.tree.path / "gunicorn.conf.py")]
+        conf = str(self.tree.path / "gunicorn.conf.py")
+        if self.app != "wsgi:app":
+            self.env = {**self.env, "BENCH_TREE_GUNICORN_CONF": conf}
+            conf = str(BENCH / "baseline_gunicorn.py")
+        cmd = [python, "-m", "gunicorn", "-c", conf]
         cmd += ["--bind", f"127.0.0.1:{self.port}", "--pythonpath", str(BENCH)]
         for option, value in self.overrides.items():
             cmd += [f"--{option.replace('_', '-')}", value]
@@ -216,7 +227,7 @@ def load_average() -> float:
 
 
 def save(out: str, name: str, tree: Tree, figures: dict[str, Any]) -> None:
-    """Write one benchmark's figures where `bench/report.py` finds them, and print them."""
+    """Write one benchmark's figures where `bench/report.py` finds them."""
     figures = {
         "name": name,
         "tree": str(tree.path),
@@ -226,6 +237,7 @@ def save(out: str, name: str, tree: Tree, figures: dict[str, Any]) -> None:
         "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         **figures,
     }
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k != "runs"}, indent=2))
+    path = Path(out) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {path}")

@@ -125,15 +125,18 @@ def measure(store: harness.Server, db: Path, clients: int, sales: int) -> dict:
     }
 
 
-def one_run(tree: harness.Tree, args) -> dict:
+def one_run(tree: harness.Tree, args, work: Path) -> dict:
     """Measure 1 screen, then args.clients screens, on a fresh server and database."""
-    work = harness.workdir("stream")
     db = work / "swagstore.sqlite"
     # Room for every stream on one worker and 16 threads to spare: the kernel's spread of
     # connections over the workers (SO_REUSEPORT) is uneven.
     threads = str(args.clients + 16)
     env = harness.store_env(
-        db, STRIPE_WEBHOOK_SECRET=events.SECRET, STORE_ID=events.STORE, THREADS=threads
+        db,
+        STRIPE_WEBHOOK_SECRET=events.SECRET,
+        STORE_ID=events.STORE,
+        THREADS=threads,
+        STREAM_MAX_CLIENTS=str(args.clients),
     )
     tree.flask(env, "init-db")
     tree.flask(env, "load-catalog", str(events.catalog(work / "catalog.toml", 1000)))
@@ -154,7 +157,10 @@ def one_run(tree: harness.Tree, args) -> dict:
 def main() -> None:
     args = harness.arguments(__doc__, sales=30, clients=200)
     tree = harness.Tree(args.tree)
-    runs = [one_run(tree, args) for _ in range(args.runs)]
+    runs = []
+    for _ in range(args.runs):
+        with harness.workdir("stream") as work:
+            runs.append(one_run(tree, args, work))
     harness.save(
         args.out,
         "stream",

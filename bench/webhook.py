@@ -104,9 +104,8 @@ def check(server: harness.Server, db: Path, sent: list[dict], stock: int) -> dic
     }
 
 
-def one_run(tree: harness.Tree, args) -> dict:
+def one_run(tree: harness.Tree, args, work: Path) -> dict:
     """Measure the two baselines and the store on a fresh database; check the store after."""
-    work = harness.workdir("webhook")
     db = work / "swagstore.sqlite"
     env = harness.store_env(db, STRIPE_WEBHOOK_SECRET=events.SECRET, STORE_ID=events.STORE)
     warmup = [events.completed(i) for i in range(2000)]
@@ -156,7 +155,10 @@ def main() -> None:
     if args.duration > events.MAX_RUN_S:
         raise SystemExit(f"--duration must stay under {events.MAX_RUN_S} s: signatures expire")
     tree = harness.Tree(args.tree)
-    runs = [one_run(tree, args) for _ in range(args.runs)]
+    runs = []
+    for _ in range(args.runs):
+        with harness.workdir("webhook") as work:
+            runs.append(one_run(tree, args, work))
     harness.save(
         args.out,
         "webhook",
