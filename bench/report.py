@@ -22,6 +22,7 @@ ROWS = [
     ("webhook", "verified_per_s", "webhook: signature-only endpoint (construct_event), answers/s"),
     ("webhook", "ratio_bare", "webhook: store ÷ bare endpoint"),
     ("webhook", "ratio_verified", "webhook: store ÷ signature-only endpoint"),
+    ("webhook", "store_errors", "webhook: store answers other than 2xx (redelivered)"),
     ("webhook", "store_p50_ms", "webhook: store latency p50, ms"),
     ("webhook", "store_p99_ms", "webhook: store latency p99, ms"),
     ("webhook", "bare_p99_ms", "webhook: bare endpoint latency p99, ms"),
@@ -30,12 +31,11 @@ ROWS = [
     ("webhook", "verified_cpu_ms", "webhook: server CPU per request (signature-only), ms"),
     ("webhook", "wrk_cpu_ms", "webhook: wrk's own CPU per request, ms"),
     ("stream", "one_p50_ms", "stream, 1 screen: sale-to-screen p50, ms"),
-    ("stream", "one_p99_ms", "stream, 1 screen: p99, ms"),
     ("stream", "one_max_ms", "stream, 1 screen: max, ms"),
     ("stream", "many_p50_ms", "stream, 200 screens: sale-to-every-screen p50, ms"),
     ("stream", "many_p99_ms", "stream, 200 screens: p99, ms"),
     ("stream", "many_max_ms", "stream, 200 screens: max, ms"),
-    ("stream", "ratio_p99", "stream: p99 200 screens ÷ 1 screen"),
+    ("stream", "ratio_p50", "stream: p50 200 screens ÷ 1 screen"),
     ("drop", "wall_s", "drop: store, last visitor answered after, s"),
     ("drop", "p99_ms", "drop: store /buy p99, ms"),
     ("drop", "bare_wall_s", "drop: bare page, last visitor answered after, s"),
@@ -129,15 +129,17 @@ def main(out: Path = harness.RESULTS, before: Path | None = None) -> str:
         lines.append(
             f"- webhook: each of {len(w['runs'])} runs sends distinct signed events for "
             f"{w['duration_s']} s over "
-            f"{w['connections']} connections (wrk, one thread). A durable commit's floor, "
-            f"one 4 KiB write + fsync on this disk: {cell(w, 'fsync_ms')} ms."
+            f"{w['connections']} connections (wrk, one thread). Server CPU is that of "
+            "gunicorn's processes and, when the tree has one, the background worker. A "
+            "store answer other than 2xx (503: database busy) counts as an error, and its "
+            "event is redelivered before the check, as Stripe would. A durable commit's "
+            f"floor, one 4 KiB write + fsync on this disk: {cell(w, 'fsync_ms')} ms."
         )
     if s := now["stream"]:
         lines.append(
             f"- stream: {s['sales']} sales per measurement, 0.2–0.6 s apart; the delay runs "
             "from the sale's stock_event row (written in its transaction, just before the "
-            "commit) to the screen having it. With 1 screen, p99 of "
-            f"{s['sales']} sales is their maximum."
+            "commit) to the screen having it."
         )
     if d := now["drop"]:
         lines.append(
