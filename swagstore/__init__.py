@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     # Sandbox only: deliver its events to the webhook (SANDBOX_WEBHOOK_URL, else in process).
     "SANDBOX_DELIVER": True,
     "SANDBOX_WEBHOOK_URL": None,
+    # Sandbox only: the SQLite file of its tables (default: sandbox.sqlite in the instance folder).
+    "SANDBOX_DATABASE": None,
     "STORE_ID": "booth",
     "PURCHASE_MODE": "payment_link",
     "LINK_CAPTURE": "automatic",
@@ -79,6 +81,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app)
 
+    if app.config["SANDBOX"]:
+        # The sandbox's tables live in their own file (the "sandbox" bind); a live store has none.
+        path = app.config["SANDBOX_DATABASE"] or os.path.join(app.instance_path, "sandbox.sqlite")
+        app.config["SQLALCHEMY_BINDS"] = {
+            **(app.config.get("SQLALCHEMY_BINDS") or {}),
+            "sandbox": "sqlite:///" + os.path.abspath(path),
+        }
     db.init_app(app)
     app.register_error_handler(OperationalError, _database_unavailable)
 
@@ -90,7 +99,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     tasks.init_app(app)
 
-    from . import sandbox
     from .views import admin, api, kiosk, shop, webhook
 
     admin.csrf.init_app(app)
@@ -99,7 +107,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(shop.bp)
     app.register_blueprint(kiosk.bp)
     app.register_blueprint(webhook.bp)
-    sandbox.init_app(app)
+    if app.config["SANDBOX"]:
+        # Imported only here: with a key set the product never loads the sandbox.
+        from . import sandbox
+
+        sandbox.init_app(app)
     return app
 
 

@@ -39,6 +39,10 @@ def init_db() -> None:
         db.metadata.create_all(conn)
         if conn.scalar(select(Store.id).where(Store.id == store)) is None:
             conn.execute(insert(Store).values(id=store, name=store))
+    if current_app.config["SANDBOX"]:
+        from .sandbox.models import create_tables
+
+        create_tables()
 
 
 @click.command("load-catalog")

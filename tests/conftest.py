@@ -159,11 +159,13 @@ def database_url(request: pytest.FixtureRequest, db_path: Path) -> str:
 
 
 @pytest.fixture
-def app_config(database_url: str) -> dict:
+def app_config(database_url: str, tmp_path: Path) -> dict:
     return {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
         "SQLALCHEMY_DATABASE_URI": database_url,
+        # The sandbox's own file, beside this test's database (also when that is PostgreSQL).
+        "SANDBOX_DATABASE": str(tmp_path / "sandbox.sqlite"),
         "STORE_ID": STORE,
     }
 

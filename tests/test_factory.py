@@ -1,9 +1,18 @@
-"""create_app: configuration sources, validation and the SQLite connection settings."""
+"""create_app: configuration sources, validation, the SQLite settings and the sandbox's file."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from conftest import both_databases
 from swagstore import create_app
 from swagstore.models import db
 
@@ -59,3 +68,81 @@ def test_init_db_twice_is_harmless(runner):
     result = runner.invoke(args=["init-db"])
     assert result.exit_code == 0
     assert "Database ready" in result.output
+
+
+# A fresh interpreter: builds a live app, runs init-db, reports what it imported.
+LIVE_APP_IMPORTS = """
+import json, sys
+from swagstore import create_app
+from swagstore.cli import init_db
+app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1], "SECRET_KEY": "x",
+                  "STRIPE_SECRET_KEY": "sk_test_live", "SANDBOX_DATABASE": sys.argv[2]})
+with app.app_context():
+    init_db()
+    app.test_client().get("/api/stock")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("swagstore"))))
+"""
+
+
+@both_databases
+def test_a_live_store_never_imports_the_sandbox_nor_makes_its_tables(
+    database_url, tmp_path, app_config
+):
+    sandbox_file = tmp_path / "sandbox.sqlite"
+    out = subprocess.run(
+        [sys.executable, "-c", LIVE_APP_IMPORTS, database_url, str(sandbox_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    modules = json.loads(out)
+    assert "swagstore.models" in modules
+    assert [m for m in modules if m.startswith("swagstore.sandbox")] == []
+    assert not sandbox_file.exists()
+    engine = create_engine(database_url)
+    try:
+        tables = inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    assert "stock" in tables
+    assert [t for t in tables if t.startswith("sandbox")] == []
+
+
+@both_databases
+def test_sandbox_tables_live_in_their_own_file(app, app_config, database_url):
+    sandbox_file = Path(app_config["SANDBOX_DATABASE"])
+    with app.app_context():
+        product_tables = set(inspect(db.engine).get_table_names())
+        sandbox_tables = set(inspect(db.engines["sandbox"]).get_table_names())
+        assert db.engines["sandbox"].url.database == str(sandbox_file)
+    assert sandbox_file.exists()
+    assert {"stock", "product", "stripe_event"} <= product_tables
+    assert not any(t.startswith("sandbox") for t in product_tables)
+    assert sandbox_tables == {
+        "sandbox_object",
+        "sandbox_event",
+        "sandbox_delivery",
+        "sandbox_idempotency",
+        "sandbox_fault",
+        "sandbox_ledger",
+        "sandbox_setting",
+    }
+    # The sandbox answers from its file: an object made through its API is stored there.
+    client = app.test_client()
+    auth = {"Authorization": "Bearer sk_test_x"}
+    made = client.post("/sandbox/v1/products", data={"name": "Mug"}, headers=auth)
+    assert made.status_code == 200, made.text
+    with sqlite3.connect(sandbox_file) as conn:
+        stored = conn.execute("SELECT id FROM sandbox_object WHERE type = 'product'").fetchall()
+    assert stored == [(made.json["id"],)]
+
+
+def test_the_sandbox_file_defaults_to_the_instance_folder(app_config):
+    config = {k: v for k, v in app_config.items() if k != "SANDBOX_DATABASE"}
+    app = create_app(config)
+    assert app.config["SQLALCHEMY_BINDS"] == {
+        "sandbox": "sqlite:///" + os.path.join(app.instance_path, "sandbox.sqlite")
+    }
+    live = create_app({**app_config, "STRIPE_SECRET_KEY": "sk_test_live"})
+    assert "sandbox" not in live.config.get("SQLALCHEMY_BINDS", {})

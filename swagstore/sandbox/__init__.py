@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import models  # noqa: F401  (registers the sandbox_ tables for create_all)
 from .delivery import Deliverer
 
 deliverer = Deliverer()

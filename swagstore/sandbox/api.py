@@ -17,7 +17,7 @@ from ..models import db
 from . import checkout, faults, intents, products
 from .errors import StripeError, invalid
 from .forms import decode
-from .models import SandboxEvent, SandboxIdempotency, SandboxObject
+from .models import SandboxEvent, SandboxIdempotency, SandboxObject, engine
 from .store import (
     created_filter,
     get,
@@ -52,7 +52,10 @@ def stripe_api(view: View) -> View:
         if request.method == "GET":
             checkout.expire_due_quietly()
             # Reads take no write lock, so a GET never waits on a caller's open transaction.
-            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            db.session.connection(
+                bind_arguments={"bind": engine()},
+                execution_options={"isolation_level": "AUTOCOMMIT"},
+            )
         fault = faults.take(request.path.removeprefix("/sandbox"))
         if request.method != "GET":
             db.session.commit()

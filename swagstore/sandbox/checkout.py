@@ -11,7 +11,7 @@ from ..models import db
 from .errors import StripeError, invalid
 from .forms import integer, metadata, text
 from .intents import authorize, new_intent
-from .models import SandboxObject, SandboxSetting
+from .models import SandboxObject, SandboxSetting, engine
 from .products import line_items, payment_intent_data
 from .store import create, emit, get, new_id, now, update
 
@@ -306,7 +306,7 @@ def list_sessions_filter(params: dict[str, Any]) -> list[Any]:
 
 def expire_due_quietly() -> int:
     """Expire due sessions, taking the write lock only when some are due."""
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         offset = conn.scalar(
             select(SandboxSetting.value).where(SandboxSetting.key == "clock_offset")
         )

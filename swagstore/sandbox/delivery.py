@@ -19,7 +19,7 @@ from flask import Flask
 from sqlalchemy import or_, select, text, update
 
 from ..models import db
-from .models import SandboxDelivery, SandboxEvent
+from .models import SandboxDelivery, SandboxEvent, engine
 
 log = logging.getLogger(__name__)
 # A webhook endpoint has this long to answer before the attempt counts as failed.
@@ -56,7 +56,7 @@ def backoff(attempts: int) -> float:
 def due_ids(limit: int = 20) -> list[int]:
     """Return deliveries waiting to be tried, read without taking the write lock."""
     moment = time.time()
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         rows = conn.execute(
             text(
                 "SELECT id FROM sandbox_delivery WHERE status = 'pending' AND next_at <= :now "

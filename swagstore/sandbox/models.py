@@ -1,16 +1,40 @@
-"""The sandbox's own tables: Stripe objects, events and their deliveries, and test controls."""
+"""The sandbox's own tables: Stripe objects, events and their deliveries, and test controls.
+
+They live in a SQLite file of their own (the `sandbox` bind, SANDBOX_DATABASE), never in
+the store's database: a live store has none of them. A throwaway stand-in, so init-db makes
+them with create_all; they have no migrations.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text
+from sqlalchemy import JSON, Engine, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..models import db
 
+BIND = "sandbox"
 
-class SandboxObject(db.Model):
+
+def engine() -> Engine:
+    """Return the sandbox's engine, for statements that bypass the session."""
+    return db.engines[BIND]
+
+
+def create_tables() -> None:
+    """Create the sandbox's tables in its own file (harmless to run again)."""
+    db.create_all(bind_key=BIND)
+
+
+class SandboxModel(db.Model):
+    """A table in the sandbox's file."""
+
+    __abstract__ = True
+    __bind_key__ = BIND
+
+
+class SandboxObject(SandboxModel):
     """One Stripe object as the API returns it, plus fields Stripe keeps to itself."""
 
     __tablename__ = "sandbox_object"
@@ -25,7 +49,7 @@ class SandboxObject(db.Model):
     __table_args__ = (Index("ix_sandbox_object_type", "type"),)
 
 
-class SandboxEvent(db.Model):
+class SandboxEvent(SandboxModel):
     """An event in Stripe's envelope, as listed at /v1/events."""
 
     __tablename__ = "sandbox_event"
@@ -39,7 +63,7 @@ class SandboxEvent(db.Model):
     __table_args__ = (Index("ix_sandbox_event_type", "type"),)
 
 
-class SandboxDelivery(db.Model):
+class SandboxDelivery(SandboxModel):
     """One event's way to the webhook: retried with backoff until it answers 2xx."""
 
     __tablename__ = "sandbox_delivery"
@@ -57,7 +81,7 @@ class SandboxDelivery(db.Model):
     __table_args__ = (Index("ix_sandbox_delivery_status_next_at", "status", "next_at"),)
 
 
-class SandboxIdempotency(db.Model):
+class SandboxIdempotency(SandboxModel):
     """A stored response, replayed for a request with the same Idempotency-Key."""
 
     __tablename__ = "sandbox_idempotency"
@@ -69,7 +93,7 @@ class SandboxIdempotency(db.Model):
     created: Mapped[int]
 
 
-class SandboxFault(db.Model):
+class SandboxFault(SandboxModel):
     """An injected fault: the next `remaining` calls under `path_prefix` fail this way."""
 
     __tablename__ = "sandbox_fault"
@@ -81,7 +105,7 @@ class SandboxFault(db.Model):
     seconds: Mapped[float] = mapped_column(default=0)
 
 
-class SandboxLedger(db.Model):
+class SandboxLedger(SandboxModel):
     """Money movements, one row each, so tests can prove "captured once, refunded once"."""
 
     __tablename__ = "sandbox_ledger"
@@ -94,7 +118,7 @@ class SandboxLedger(db.Model):
     created: Mapped[int]
 
 
-class SandboxSetting(db.Model):
+class SandboxSetting(SandboxModel):
     """Small sandbox values, e.g. the test clock's offset from real time."""
 
     __tablename__ = "sandbox_setting"
