@@ -9,34 +9,25 @@ from datetime import UTC, datetime, timedelta
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
-from . import catalog, events, payments, sales, tasks
+from . import catalog, events, payments, sales, schema, tasks
 from .models import Store, db
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create the tables and this booth's store row (harmless to run again)."""
+    """Bring the database up to date and add this booth's store row (harmless to rerun)."""
     init_db()
     click.echo(f"Database ready: {db.engine.url.render_as_string(hide_password=True)}")
 
 
-# Any fixed number: the key of the PostgreSQL advisory lock that init-db takes.
-SCHEMA_LOCK = 5_411_901
-
-
 def init_db() -> None:
-    """Create any missing tables and the configured store, in one transaction."""
+    """Upgrade the schema to the newest revision and add this booth's store, in one transaction."""
     store = current_app.config["STORE_ID"]
     with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Booths sharing one database may start together: one at a time creates the
-            # schema, and the others then find it there. (SQLite's BEGIN IMMEDIATE already
-            # serializes.)
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-        db.metadata.create_all(conn)
+        schema.upgrade(conn)
         if conn.scalar(select(Store.id).where(Store.id == store)) is None:
             conn.execute(insert(Store).values(id=store, name=store))
     if current_app.config["SANDBOX"]:

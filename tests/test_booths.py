@@ -28,16 +28,19 @@ INIT_BOOTH = """
 import sys, time
 from swagstore import create_app
 from swagstore.cli import init_db
-uri, store, start_at = sys.argv[1:4]
-app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "x", "STORE_ID": store})
+uri, store, start_at, sandbox = sys.argv[1:5]
+app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "x", "STORE_ID": store,
+                  "SANDBOX_DATABASE": sandbox})
 with app.app_context():
     time.sleep(max(0.0, float(start_at) - time.time()))
     init_db()
 """
 
 
-def booth_config(url: str, store: str) -> dict:
-    return {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-secret-key", "STORE_ID": store}
+def booth_config(url: str, store: str, sandbox: Path | None = None) -> dict:
+    config = {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-secret-key", "STORE_ID": store}
+    # The booths share one offline Stripe account: one sandbox file, in the test's directory.
+    return {**config, "SANDBOX_DATABASE": str(sandbox)} if sandbox else config
 
 
 def query(url: str, stmt) -> list:
@@ -50,10 +53,10 @@ def query(url: str, stmt) -> list:
 
 
 @pytest.fixture
-def booths(postgres_database_url: str) -> Iterator[dict[str, LiveServer]]:
+def booths(postgres_database_url: str, tmp_path: Path) -> Iterator[dict[str, LiveServer]]:
     """Two booths' servers on one database, stocked differently from one catalog."""
     for store, stock in STOCK.items():
-        app = create_app(booth_config(postgres_database_url, store))
+        app = create_app(booth_config(postgres_database_url, store, tmp_path / "sandbox.sqlite"))
         with app.app_context():
             init_db()
             load([make_item("tee-m", stock=stock), make_item("mug", stock=5)], store)
@@ -63,7 +66,10 @@ def booths(postgres_database_url: str) -> Iterator[dict[str, LiveServer]]:
     try:
         for store in STOCK:
             env = {
-                "SWAGSTORE_" + k: v for k, v in booth_config(postgres_database_url, store).items()
+                "SWAGSTORE_" + k: v
+                for k, v in booth_config(
+                    postgres_database_url, store, tmp_path / "sandbox.sqlite"
+                ).items()
             }
             servers[store] = LiveServer(env, workers=2, threads=4)
             servers[store].start()
@@ -78,12 +84,20 @@ def stock_of(server: LiveServer) -> dict:
     return {"store": body["store"], **{i["sku"]: i["available"] for i in body["items"]}}
 
 
-def test_booths_starting_together_create_one_schema(postgres_database_url):
+def test_booths_starting_together_create_one_schema(postgres_database_url, tmp_path):
     start_at = str(time.time() + 5.0)
     stores = [f"hall-{n}" for n in range(6)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", INIT_BOOTH, postgres_database_url, store, start_at],
+            [
+                sys.executable,
+                "-c",
+                INIT_BOOTH,
+                postgres_database_url,
+                store,
+                start_at,
+                str(tmp_path / "sandbox.sqlite"),
+            ],
             stderr=subprocess.PIPE,
             text=True,
         )
