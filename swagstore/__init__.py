@@ -91,9 +91,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.register_error_handler(OperationalError, _database_unavailable)
 
-    from . import cli, group_commit, schema, stream, tasks
+    from . import cli, errors, group_commit, schema, stream, tasks
 
     schema.init_app(app)
+    errors.init_app(app)
 
     stream.init_app(app)
     group_commit.init_app(app)

@@ -113,7 +113,11 @@ def test_stripe_unreachable_releases_the_hold_at_once(app, shop_app):
     make_product(app, stock=1)
     # A closed port: the real SDK gets "connection refused", as with Stripe unreachable.
     down = {"STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}"}
-    response = shop_app("reserved_checkout", **down).test_client().get("/buy/tee-m")
+    response = (
+        shop_app("reserved_checkout", **down)
+        .test_client()
+        .get("/buy/tee-m", headers={"Accept": "text/html"})
+    )
     assert response.status_code == 503
     assert "Payments are down" in response.get_data(as_text=True)
     response = (

@@ -11,7 +11,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
 
 from ..models import db
 from . import checkout, faults, intents, products
@@ -156,6 +157,24 @@ def _authenticate() -> str:
             code="api_key_invalid",
         )
     return key
+
+
+@bp.errorhandler(HTTPException)
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def _failed(error: Exception) -> Response:
+    """Answer what no view answered in Stripe's error shape, never a page: the SDK reads it.
+
+    Unexpected exceptions arrive here as a 500 after Flask has logged them; a busy sandbox
+    database is a 503, which the SDK retries.
+    """
+    if isinstance(error, HTTPException) and error.code and error.code < 500:
+        failure = invalid(error.description or error.name, status=error.code)
+    elif isinstance(error, HTTPException):
+        failure = StripeError(500, "api_error", "An unexpected error occurred in the sandbox.")
+    else:
+        failure = StripeError(503, "api_error", "The sandbox's database is busy; try again.")
+    return _json(failure.body(), failure.status, new_id("req_", 14))
 
 
 def _json(body: Any, status: int, request_id: str, *, replayed: bool = False) -> Response:

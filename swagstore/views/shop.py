@@ -22,6 +22,7 @@ from flask import (
 )
 
 from .. import catalog, holds
+from ..errors import wants_json
 from ..models import writes
 
 bp = Blueprint("shop", __name__)
@@ -98,7 +99,7 @@ def cancelled(sku: str) -> str:
 
 @bp.errorhandler(holds.UnknownItem)
 def unknown_item(error: holds.UnknownItem) -> Any:
-    if request.path.startswith("/api/"):
+    if wants_json():
         return {"error": "not_found", "message": "no such item here"}, 404
     return render_template("shop/problem.html", title="No such item", status=404), 404
 
@@ -106,7 +107,7 @@ def unknown_item(error: holds.UnknownItem) -> Any:
 @bp.errorhandler(holds.PaymentUnavailable)
 def payment_unavailable(error: holds.PaymentUnavailable) -> Any:
     current_app.logger.warning("payment unavailable: %s", error)
-    if request.path.startswith("/api/"):
+    if wants_json():
         return {"error": "payment_unavailable", "message": "try again in a moment"}, 503
     return render_template("shop/problem.html", title="Payments are down", status=503), 503
 
