@@ -180,7 +180,11 @@ class StockMachine(RuleBasedStateMachine):
         if StockMachine.app is None:
             tmp = tempfile.mkdtemp()
             StockMachine.app = create_app(
-                {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/model.sqlite", "SECRET_KEY": "x"}
+                {
+                    "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/model.sqlite",
+                    "SANDBOX_DATABASE": f"{tmp}/sandbox.sqlite",
+                    "SECRET_KEY": "x",
+                }
             )
             with StockMachine.app.app_context():
                 init_db()
