@@ -28,7 +28,7 @@ if "--tree" in sys.argv:
     ROOT = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 
-from swagstore import catalog, create_app, payments  # noqa: E402
+from swagstore import catalog, create_app, payments, stripe_sync  # noqa: E402
 from swagstore.cli import init_db  # noqa: E402
 from swagstore.models import db  # noqa: E402
 
@@ -83,7 +83,7 @@ def main() -> None:
             catalog.load(items, "booth")
             db.session.commit()
             started = time.perf_counter()
-            catalog.sync_stripe("booth", "automatic", payments.gateway(), echo=lambda _: None)
+            stripe_sync.sync_stripe("booth", "automatic", payments.gateway(), echo=lambda _: None)
             synced = time.perf_counter() - started
         in_process = summary("in process", measure(app))
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from . import catalog, inventory
+from . import inventory, offer
 from .models import PaymentLink, Stock, StockEvent, StripeEvent, Task, db, utcnow
 from .sales import Refused
 
@@ -21,7 +21,7 @@ MAX_REASON = 200
 class StockRow:
     """One (sku, store) as the stock page shows it."""
 
-    item: catalog.Listing
+    item: offer.Listing
     link_state: str
 
 
@@ -33,10 +33,10 @@ def stock_rows(store: str) -> list[StockRow]:
         )
     )
     active = {link_id: is_on for link_id, is_on in links}
-    return [StockRow(item, _link_state(item, active)) for item in catalog.listings(store)]
+    return [StockRow(item, _link_state(item, active)) for item in offer.listings(store)]
 
 
-def _link_state(item: catalog.Listing, active: dict[str, bool]) -> str:
+def _link_state(item: offer.Listing, active: dict[str, bool]) -> str:
     if item.payment_link_id is None:
         return "no link"
     is_on, wanted = active.get(item.payment_link_id), not item.sold_out

@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import insert, select
 
-from . import catalog, events, payments, sales, schema, tasks
+from . import catalog, events, payments, sales, schema, stripe_sync, tasks
 from .models import Store, db
 
 
@@ -170,7 +170,7 @@ def sync_stripe_command() -> None:
     config = current_app.config
     where = "the sandbox" if config["SANDBOX"] else "Stripe"
     try:
-        results = catalog.sync_stripe(
+        results = stripe_sync.sync_stripe(
             config["STORE_ID"], config["LINK_CAPTURE"], payments.gateway(), echo=click.echo
         )
     except payments.PaymentsError as e:

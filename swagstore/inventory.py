@@ -4,6 +4,12 @@ Functions here run inside the caller's transaction and never commit, so a stock 
 lands together with whatever caused it (a sale, a Stripe event id, a queued task) or not
 at all. Each returns the new `Level`, or None when the guard refused the change (not
 enough stock, or no such item at that store).
+
+This is the bottom layer of the domain: it imports only the models and decides nothing
+about Stripe. It marks the session instead, and the layers above act on the marks when
+the transaction commits: `CHANGED` wakes the live stream (stream.py), and `LINKS_STALE`
+names each item whose availability crossed zero, for which tasks.py queues a payment
+link switch in that same transaction (its before_commit hook).
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Update, bindparam, insert, text, update
 
-from . import tasks
 from .models import Stock, StockEvent, db
 
 # Any fixed number: with the store, the key of the PostgreSQL advisory lock in _change.
@@ -129,6 +134,8 @@ _LOG = insert(StockEvent.__table__)
 _LOCK_LOG = text("SELECT pg_advisory_xact_lock(:key, hashtext(:store))")
 # Set on the session by every change: stream.py wakes its reader after such a commit.
 CHANGED = "swagstore.stock_changed"
+# session.info[LINKS_STALE]: the (sku, store) items whose payment link may now be wrong.
+LINKS_STALE = "swagstore.links_stale"
 
 
 def _change(
@@ -142,7 +149,7 @@ def _change(
     *,
     available_delta: int | None,
 ) -> Level | None:
-    """Run one guarded UPDATE, log it, and queue a link switch if availability crossed 0."""
+    """Run one guarded UPDATE, log it, and mark the item's link stale if availability crossed 0."""
     conn = db.session.connection()
     if conn.dialect.name == "postgresql":
         # The live stream follows stock_event by id. PostgreSQL hands out ids before commit,
@@ -174,5 +181,5 @@ def _change(
         before = level.available - available_delta
         crossed = (before > 0) != (level.available > 0)
     if crossed:
-        tasks.enqueue_link_sync(sku, store)
+        db.session.info.setdefault(LINKS_STALE, set()).add((sku, store))
     return level

@@ -21,7 +21,7 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import holds, payments
+from . import hold_checkout, holds, inventory, payments
 from .models import PaymentLink, Sale, Stock, Task, db, utcnow
 
 # Retries start quickly (a blip) and settle at a few minutes (an outage).
@@ -77,6 +77,19 @@ def enqueue_link_sync(sku: str, store: str) -> None:
     )
     if pending is None:
         enqueue("sync_link", {"sku": sku, "store": store})
+
+
+@event.listens_for(Session, "before_commit")
+def _queue_link_syncs(session: Session) -> None:
+    # Inventory marks each item whose availability crossed zero; its link switch is queued
+    # here, in the transaction that moved the stock, so the two commit together or not at all.
+    for sku, store in sorted(session.info.pop(inventory.LINKS_STALE, ())):
+        enqueue_link_sync(sku, store)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_stale_links(session: Session) -> None:
+    session.info.pop(inventory.LINKS_STALE, None)
 
 
 def idempotency_key(task_id: int, *parts: object) -> str:
@@ -170,8 +183,21 @@ def run_due(limit: int | None = None, lease_seconds: float = LEASE_SECONDS) -> i
 
 def run_round(lease_seconds: float = LEASE_SECONDS) -> int:
     """Start ending holds whose time is up, then run due tasks; return how many ran."""
-    holds.expire_due()
+    expire_holds()
     return run_due(lease_seconds=lease_seconds)
+
+
+def expire_holds(now: datetime | None = None, limit: int = 200) -> int:
+    """Start ending holds whose time is up: queue their expire or cancel call, and commit."""
+    expiring = holds.mark_expiring(now, limit)
+    for hold in expiring:
+        if hold.checkout_session_id is not None:
+            args = {"checkout_session": hold.checkout_session_id}
+            enqueue("expire_session", args, hold_id=hold.id)
+        elif hold.payment_intent_id is not None:
+            enqueue("cancel", {"payment_intent": hold.payment_intent_id}, hold_id=hold.id)
+    db.session.commit()
+    return len(expiring)
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -254,7 +280,7 @@ def _cancel(task: Claimed) -> None:
 
 def _end_hold(task: Claimed) -> None:
     """Expire or cancel an expiring hold's payment; the hold is released once it is dead."""
-    holds.end_on_stripe(task.hold_id, idempotency_key(task.id))
+    hold_checkout.end_on_stripe(task.hold_id, idempotency_key(task.id))
 
 
 def _refund(task: Claimed) -> None:

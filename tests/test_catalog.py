@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import ROOT, STORE, both_databases
-from swagstore import catalog
+from swagstore import catalog, inventory
 from swagstore.models import Product, Stock, StockEvent, db
 
 GOOD = """
@@ -70,8 +70,6 @@ def test_reload_keeps_stock_unless_reset(app, runner, tmp_path):
     path = write(tmp_path, GOOD)
     runner.invoke(args=["load-catalog", path])
     with app.app_context():
-        from swagstore import inventory
-
         inventory.take("tee-m", STORE, 3)
         db.session.commit()
     changed = write(tmp_path, GOOD.replace("price = 2500", "price = 2700"))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from stripe_fixtures import example, make_event, make_session, unique
 
 from conftest import STORE, both_databases, make_product
-from swagstore import fulfilment, holds, tasks
+from swagstore import fulfilment, hold_checkout, holds, tasks
 from swagstore.models import Hold, Sale, Stock, StockEvent, Task, db, utcnow
 
 
@@ -53,12 +53,12 @@ def test_same_token_gets_the_same_hold(app):
 
 
 def test_visitor_token_is_per_visitor_item_and_store():
-    token = holds.visitor_token("v1", "tee-m", STORE)
+    token = hold_checkout.visitor_token("v1", "tee-m", STORE)
     assert len(token) == 64
-    assert token == holds.visitor_token("v1", "tee-m", STORE)
-    assert len({token, holds.visitor_token("v2", "tee-m", STORE)}) == 2
-    assert len({token, holds.visitor_token("v1", "mug", STORE)}) == 2
-    assert len({token, holds.visitor_token("v1", "tee-m", "other")}) == 2
+    assert token == hold_checkout.visitor_token("v1", "tee-m", STORE)
+    assert len({token, hold_checkout.visitor_token("v2", "tee-m", STORE)}) == 2
+    assert len({token, hold_checkout.visitor_token("v1", "mug", STORE)}) == 2
+    assert len({token, hold_checkout.visitor_token("v1", "tee-m", "other")}) == 2
 
 
 def test_no_unit_no_hold(app):
@@ -81,7 +81,7 @@ def test_a_sold_out_answer_waits_for_no_writer(app, db_path):
             # Were either to take the write lock, it would wait out busy_timeout and fail.
             assert holds.start_hold("tee-m", STORE, 300, "b") is None
             assert holds.start_hold("tee-m", STORE, 300, "a") == replace(mine, new=False)
-            assert holds.sold_out("tee-m", STORE).sku == "tee-m"
+            assert hold_checkout.sold_out("tee-m", STORE).sku == "tee-m"
     finally:
         writer.rollback()
         writer.close()
@@ -138,9 +138,9 @@ def test_expire_due_queues_the_right_call_and_keeps_the_unit(app):
         young = holds.start_hold("tee-m", STORE, 600, "y")
         holds.attach(session.id, session_id="cs_s")
         holds.attach(intent.id, intent_id="pi_i")
-        assert holds.expire_due(utcnow()) == 0
-        assert holds.expire_due(utcnow() + timedelta(seconds=61)) == 3
-        assert holds.expire_due(utcnow() + timedelta(seconds=61)) == 0
+        assert tasks.expire_holds(utcnow()) == 0
+        assert tasks.expire_holds(utcnow() + timedelta(seconds=61)) == 3
+        assert tasks.expire_holds(utcnow() + timedelta(seconds=61)) == 0
         queued = db.session.execute(select(Task.kind, Task.args, Task.hold_id)).all()
         assert sorted(queued) == [
             ("cancel", {"payment_intent": "pi_i"}, intent.id),
@@ -158,7 +158,7 @@ def test_payment_on_an_expiring_checkout_hold_still_settles(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 1, "s")
         holds.attach(held.id, session_id="cs_s")
-        holds.expire_due(utcnow() + timedelta(seconds=2))
+        tasks.expire_holds(utcnow() + timedelta(seconds=2))
         # Stripe lets only one of expire and pay happen to a session: if pay did, it wins.
         assert holds.settle(held.id) is not None
         db.session.commit()
@@ -170,7 +170,7 @@ def test_intent_paid_before_its_cancel_was_tried_withdraws_the_cancel(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 1, "i")
         holds.attach(held.id, intent_id="pi_i")
-        holds.expire_due(utcnow() + timedelta(seconds=2))
+        tasks.expire_holds(utcnow() + timedelta(seconds=2))
         assert holds.settle_intent(held.id, "pi_i", ref="pi_i") is not None
         db.session.commit()
         task = db.session.scalar(select(Task))
@@ -184,7 +184,7 @@ def test_intent_paid_after_its_cancel_was_tried_loses(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 1, "i")
         holds.attach(held.id, intent_id="pi_i")
-        holds.expire_due(utcnow() + timedelta(seconds=2))
+        tasks.expire_holds(utcnow() + timedelta(seconds=2))
         db.session.execute(db.update(Task).values(status="running", attempts=1))
         assert holds.settle_intent(held.id, "pi_i") is None
         db.session.commit()
@@ -213,7 +213,7 @@ def test_sold_out_lists_other_items_in_stock(app):
     make_product(app, "cap", stock=0)
     with app.app_context():
         holds.start_hold("tee-m", STORE, 300)
-        result = holds.sold_out("tee-m", STORE)
+        result = hold_checkout.sold_out("tee-m", STORE)
         assert result.sku == "tee-m"
         assert [item.sku for item in result.others] == ["mug"]
 
@@ -235,7 +235,7 @@ def test_tasks_queued_by_expiry_carry_the_hold(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 0)
         holds.attach(held.id, session_id="cs_x")
-        holds.expire_due()
+        tasks.expire_holds()
         task = db.session.scalar(select(Task))
         assert (task.hold_id, task.status, task.kind) == (held.id, "pending", "expire_session")
 
@@ -263,7 +263,7 @@ def test_a_cancel_for_another_intent_is_not_withdrawn(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 1, "i")
         holds.attach(held.id, intent_id="pi_i")
-        holds.expire_due(utcnow() + timedelta(seconds=2))
+        tasks.expire_holds(utcnow() + timedelta(seconds=2))
         assert holds.settle_intent(held.id, "pi_other") is None
         assert db.session.scalar(select(Task.status)) == "pending"
 
@@ -361,7 +361,7 @@ def test_an_authorized_intent_settles_its_hold_and_queues_the_capture(app):
 def test_an_intent_authorized_after_its_cancel_was_tried_is_voided_by_that_cancel(app):
     hold_id, intent = intent_hold(app, seconds=1)
     with app.app_context():
-        holds.expire_due(utcnow() + timedelta(seconds=2))
+        tasks.expire_holds(utcnow() + timedelta(seconds=2))
         db.session.execute(db.update(Task).values(attempts=1))  # a first try failed
         db.session.commit()
         fulfilment.apply(make_event(intent, "payment_intent.amount_capturable_updated"))
@@ -377,7 +377,7 @@ def test_an_intent_authorized_after_its_cancel_was_tried_is_voided_by_that_cance
 def test_an_intent_authorized_before_its_cancel_was_tried_wins(app):
     hold_id, intent = intent_hold(app, seconds=1)
     with app.app_context():
-        holds.expire_due(utcnow() + timedelta(seconds=2))
+        tasks.expire_holds(utcnow() + timedelta(seconds=2))
         fulfilment.apply(make_event(intent, "payment_intent.amount_capturable_updated"))
         assert sales() == [("fulfilled", hold_id, False)]
         assert [(kind, status) for kind, _, status in queued()] == [

@@ -131,13 +131,37 @@ def test_link_sync_queued_only_when_availability_crosses_zero(app):
             ),
             {"store": STORE},
         )
+        # The switch is queued when the change commits, in that same transaction.
         inventory.take("tee-m", STORE)
+        db.session.commit()
         assert db.session.scalars(select(Task.kind)).all() == []
         inventory.take("tee-m", STORE)
+        db.session.commit()
         assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
         inventory.restock("tee-m", STORE, 1)
+        db.session.commit()
         # One pending sync reads the stock when it runs, so no second one is queued.
         assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
+
+
+@both_databases
+def test_rolled_back_change_queues_no_link_switch(app):
+    make_product(app, stock=1)
+    with app.app_context():
+        db.session.execute(
+            db.text(
+                "INSERT INTO payment_link (id, sku, store, url, price_id, active, created_at)"
+                " VALUES ('plink_1', 'tee-m', :store, 'https://x', 'price_1', true, '2026-01-01')"
+            ),
+            {"store": STORE},
+        )
+        db.session.commit()
+        inventory.take("tee-m", STORE)
+        db.session.rollback()
+        # A later commit of something else must not carry the rolled-back change's switch.
+        inventory.restock("tee-m", STORE, 1)
+        db.session.commit()
+        assert db.session.scalars(select(Task.kind)).all() == []
 
 
 @both_databases

@@ -9,7 +9,7 @@ import zxingcpp
 from PIL import Image, ImageDraw
 
 from conftest import STORE, make_item, make_product
-from swagstore import catalog, create_app, inventory, qr
+from swagstore import catalog, create_app, inventory, offer, qr
 from swagstore.models import PaymentLink, db
 from swagstore.views.kiosk import cards, money
 
@@ -43,7 +43,7 @@ def test_cards_put_variants_of_a_group_together_in_catalog_order(app):
             ],
             STORE,
         )
-        shown = cards(catalog.listings(STORE), "reserved_checkout", "https://booth.test")
+        shown = cards(offer.listings(STORE), "reserved_checkout", "https://booth.test")
     assert [(c.name, [(v.label, v.listing.sku) for v in c.variants]) for c in shown] == [
         ("Tee", [("S", "tee-s"), ("M", "tee-m")]),
         ("Mug", [("Mug", "mug")]),

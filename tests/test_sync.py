@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import select
 
 from conftest import make_product
-from swagstore import catalog, inventory, payments, tasks
+from swagstore import inventory, payments, stripe_sync, tasks
 from swagstore.models import PaymentLink, Product, Task, db
 
 STORE = "booth"
@@ -56,7 +56,9 @@ def test_sync_twice_creates_everything_once(app, runner, sandbox):
         assert link.metadata.to_dict() == {"sku": "tee-m", "store": STORE}
         assert link.payment_intent_data.capture_method == "automatic"
         assert link.inactive_message == "Sold out at the booth, sorry!"
-        assert link.after_completion.hosted_confirmation.custom_message == catalog.THANKS_MESSAGE
+        assert (
+            link.after_completion.hosted_confirmation.custom_message == stripe_sync.THANKS_MESSAGE
+        )
         items = payments.gateway().client.v1.payment_links.line_items.list(tee.id).data
         assert [(i.quantity, i.adjustable_quantity.enabled) for i in items] == [(1, False)]
         product = db.session.get(Product, "tee-m")

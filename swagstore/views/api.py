@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import catalog
+from .. import offer
 from ..models import db
 
 bp = Blueprint("api", __name__)
@@ -17,7 +17,7 @@ def stock() -> dict:
     """Answer every item of this store with its live counts and buy URL."""
     config = current_app.config
     store, mode = config["STORE_ID"], config["PURCHASE_MODE"]
-    base = catalog.public_url(config["PUBLIC_URL"], request.host_url)
+    base = offer.public_url(config["PUBLIC_URL"], request.host_url)
     items = [
         {
             "sku": item.sku,
@@ -29,16 +29,16 @@ def stock() -> dict:
             "reserved": item.reserved,
             "sold": item.sold,
             "sold_out": item.sold_out,
-            "buy_url": catalog.buy_url(item, mode, base),
+            "buy_url": offer.buy_url(item, mode, base),
             "payment_link_id": item.payment_link_id,
         }
-        for item in catalog.listings(store)
+        for item in offer.listings(store)
     ]
     return {
         "store": store,
         "mode": mode,
         "sandbox": config["SANDBOX"],
-        "last_event_id": catalog.last_event_id(),
+        "last_event_id": offer.last_event_id(),
         "items": items,
     }
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
-from .. import catalog, qr, stream
+from .. import offer, qr, stream
 from ..models import db
 
 bp = Blueprint("kiosk", __name__)
@@ -21,7 +21,7 @@ LOW_STOCK = 3
 class Variant:
     """One SKU on a card: its label within the group, its counts and what its QR encodes."""
 
-    listing: catalog.Listing
+    listing: offer.Listing
     label: str
     buy_url: str | None
 
@@ -40,9 +40,9 @@ class Card:
     variants: list[Variant]
 
 
-def cards(listings: list[catalog.Listing], mode: str, public_url: str) -> list[Card]:
+def cards(listings: list[offer.Listing], mode: str, public_url: str) -> list[Card]:
     """Gather listings into kiosk cards, variants of one group together, in catalog order."""
-    groups: dict[str, list[catalog.Listing]] = {}
+    groups: dict[str, list[offer.Listing]] = {}
     for listing in listings:
         groups.setdefault(listing.group or f"sku:{listing.sku}", []).append(listing)
     result = []
@@ -59,7 +59,7 @@ def cards(listings: list[catalog.Listing], mode: str, public_url: str) -> list[C
                     Variant(
                         listing=m,
                         label=" · ".join(m.attributes.get(k, "") for k in keys) or m.name,
-                        buy_url=catalog.buy_url(m, mode, public_url),
+                        buy_url=offer.buy_url(m, mode, public_url),
                     )
                     for m in members
                 ],
@@ -81,10 +81,10 @@ def money(amount: int, currency: str) -> str:
 def kiosk() -> str:
     """Show every item with its QR code and live count."""
     config = current_app.config
-    base = catalog.public_url(config["PUBLIC_URL"], request.host_url)
+    base = offer.public_url(config["PUBLIC_URL"], request.host_url)
     return render_template(
         "kiosk.html",
-        cards=cards(catalog.listings(config["STORE_ID"]), config["PURCHASE_MODE"], base),
+        cards=cards(offer.listings(config["STORE_ID"]), config["PURCHASE_MODE"], base),
         low_stock=LOW_STOCK,
         refresh_seconds=config.get("KIOSK_REFRESH_SECONDS", 60),
         money=money,
@@ -95,9 +95,9 @@ def kiosk() -> str:
 def qr_code(sku: str) -> Response:
     """Answer the QR code of the item's buy URL; 404 while it has none."""
     config = current_app.config
-    base = catalog.public_url(config["PUBLIC_URL"], request.host_url)
-    listing = next((i for i in catalog.listings(config["STORE_ID"]) if i.sku == sku), None)
-    url = listing and catalog.buy_url(listing, config["PURCHASE_MODE"], base)
+    base = offer.public_url(config["PUBLIC_URL"], request.host_url)
+    listing = next((i for i in offer.listings(config["STORE_ID"]) if i.sku == sku), None)
+    url = listing and offer.buy_url(listing, config["PURCHASE_MODE"], base)
     if not url:
         abort(404)
     response = Response(qr.svg(url), mimetype="image/svg+xml")

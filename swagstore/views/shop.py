@@ -21,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from .. import catalog, holds
+from .. import hold_checkout, holds, offer
 from ..errors import wants_json
 from ..models import writes
 
@@ -33,15 +33,15 @@ bp = Blueprint("shop", __name__)
 def buy(sku: str) -> Any:
     """Hold a unit and send the visitor to pay for it on Stripe Checkout."""
     config = _mode("reserved_checkout")
-    result = holds.open_checkout(
+    result = hold_checkout.open_checkout(
         sku,
         config["STORE_ID"],
         _token(sku),
         hold_seconds=config["HOLD_SECONDS"],
-        public_url=catalog.public_url(config["PUBLIC_URL"], request.host_url),
+        public_url=offer.public_url(config["PUBLIC_URL"], request.host_url),
         capture=config["LINK_CAPTURE"],
     )
-    if isinstance(result, holds.SoldOut):
+    if isinstance(result, hold_checkout.SoldOut):
         return render_template("shop/sold_out.html", result=result, path="buy"), 409
     return redirect(result.url, 303)
 
@@ -51,10 +51,10 @@ def buy(sku: str) -> Any:
 def pay(sku: str) -> Any:
     """Hold a unit and show the card form for its PaymentIntent."""
     config = _mode("payment_intent")
-    result = holds.open_intent(
+    result = hold_checkout.open_intent(
         sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"]
     )
-    if isinstance(result, holds.SoldOut):
+    if isinstance(result, hold_checkout.SoldOut):
         return render_template("shop/sold_out.html", result=result, path="pay"), 409
     return_url = url_for("shop.thanks", sku=sku, _external=True)
     return render_template("shop/pay.html", intent=result, return_url=return_url)
@@ -68,10 +68,10 @@ def create_intent() -> Any:
     sku = body.get("sku") if isinstance(body, dict) else None
     if not isinstance(sku, str) or not sku:
         return {"error": "bad_request", "message": 'send JSON {"sku": "..."}'}, 400
-    result = holds.open_intent(
+    result = hold_checkout.open_intent(
         sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"]
     )
-    if isinstance(result, holds.SoldOut):
+    if isinstance(result, hold_checkout.SoldOut):
         others = [{"sku": item.sku, "name": item.name} for item in result.others]
         return {"error": "sold_out", "sku": sku, "others": others}, 409
     return {
@@ -104,8 +104,8 @@ def unknown_item(error: holds.UnknownItem) -> Any:
     return render_template("shop/problem.html", title="No such item", status=404), 404
 
 
-@bp.errorhandler(holds.PaymentUnavailable)
-def payment_unavailable(error: holds.PaymentUnavailable) -> Any:
+@bp.errorhandler(hold_checkout.PaymentUnavailable)
+def payment_unavailable(error: hold_checkout.PaymentUnavailable) -> Any:
     current_app.logger.warning("payment unavailable: %s", error)
     if wants_json():
         return {"error": "payment_unavailable", "message": "try again in a moment"}, 503
@@ -124,4 +124,4 @@ def _token(sku: str) -> str:
     visitor = session.get("visitor")
     if not isinstance(visitor, str):
         visitor = session["visitor"] = secrets.token_urlsafe(16)
-    return holds.visitor_token(visitor, sku, current_app.config["STORE_ID"])
+    return hold_checkout.visitor_token(visitor, sku, current_app.config["STORE_ID"])

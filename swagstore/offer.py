@@ -1,0 +1,136 @@
+"""The offer: what a store has on sale right now, as the kiosk, the API and the shop show it.
+
+Read-only: nothing here writes, so these queries run in whatever transaction the caller
+has (or a `models.read_only()` block) and never need the write lock. A Listing's counts
+are one consistent row of `stock`; `last_event_id` is the stock log position they match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, func, select
+
+from .models import PaymentLink, Product, Sale, Stock, StockEvent, db
+
+
+@dataclass(frozen=True)
+class Listing:
+    """An item as this store offers it right now."""
+
+    sku: str
+    name: str
+    description: str
+    image: str | None
+    attributes: dict[str, str]
+    group: str | None
+    price: int
+    currency: str
+    on_hand: int
+    reserved: int
+    sold: int
+    payment_link_id: str | None
+    payment_link_url: str | None
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @property
+    def sold_out(self) -> bool:
+        return self.available <= 0
+
+
+def listings(store: str) -> list[Listing]:
+    """List every item stocked at a store, in catalog order, with counts and link."""
+    sold = (
+        select(Sale.sku, func.sum(Sale.quantity).label("sold"))
+        .where(Sale.store == store, Sale.status == "fulfilled")
+        .group_by(Sale.sku)
+        .subquery()
+    )
+    stmt = (
+        select(Product, Stock, func.coalesce(sold.c.sold, 0), PaymentLink.id, PaymentLink.url)
+        .join(Stock, Stock.sku == Product.sku)
+        .outerjoin(sold, sold.c.sku == Product.sku)
+        .outerjoin(
+            PaymentLink,
+            (PaymentLink.sku == Stock.sku)
+            & (PaymentLink.store == Stock.store)
+            & PaymentLink.retired_at.is_(None),
+        )
+        .where(Stock.store == store)
+        .order_by(Product.position, Product.sku)
+    )
+    return [
+        Listing(
+            sku=p.sku,
+            name=p.name,
+            description=p.description,
+            image=p.image,
+            attributes=p.attributes or {},
+            group=p.group,
+            price=p.price,
+            currency=p.currency,
+            on_hand=s.on_hand,
+            reserved=s.reserved,
+            sold=int(n),
+            payment_link_id=link_id,
+            payment_link_url=link_url,
+        )
+        for p, s, n, link_id, link_url in db.session.execute(stmt)
+    ]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An item still in stock, as a sold-out page suggests it."""
+
+    sku: str
+    name: str
+    price: int
+    currency: str
+    available: int
+
+
+# Built once: a drop asks it of every visitor who finds their item gone.
+_IN_STOCK = (
+    select(
+        Product.sku,
+        Product.name,
+        Product.price,
+        Product.currency,
+        (Stock.on_hand - Stock.reserved).label("available"),
+    )
+    .join(Stock, Stock.sku == Product.sku)
+    .where(
+        Stock.store == bindparam("store"),
+        Stock.sku != bindparam("except_sku"),
+        Stock.on_hand - Stock.reserved > 0,
+    )
+    .order_by(Product.position, Product.sku)
+)
+
+
+def in_stock(store: str, except_sku: str) -> list[Offer]:
+    """List the items a store still has available, in catalog order, but one."""
+    rows = db.session.execute(_IN_STOCK, {"store": store, "except_sku": except_sku})
+    return [Offer(*row) for row in rows]
+
+
+def last_event_id() -> int:
+    """Return the id of the newest stock_event row (0 when there is none)."""
+    return db.session.scalar(select(func.max(StockEvent.id))) or 0
+
+
+def buy_url(listing: Listing, mode: str, public_url: str) -> str | None:
+    """Return the URL a visitor's phone opens to buy this item in the given mode."""
+    if mode == "payment_link":
+        return listing.payment_link_url
+    path = "buy" if mode == "reserved_checkout" else "pay"
+    return f"{public_url.rstrip('/')}/{path}/{listing.sku}"
+
+
+def public_url(configured: str | None, host_url: str) -> str:
+    """Return the base URL phones reach: PUBLIC_URL, else the URL this request came in on."""
+    return (configured or host_url).rstrip("/")

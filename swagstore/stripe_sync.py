@@ -1,0 +1,202 @@
+"""Stripe sync: the Stripe product, price and payment link of every item of a store.
+
+`sync_stripe` (the `sync-stripe` command) brings Stripe in line with the database, one
+item at a time. It never calls Stripe inside a database transaction: each read ends
+before the call, and each id Stripe returns is committed at once. Every create carries
+an idempotency key derived from what it creates, and every link switch one keyed by the
+stock log position, so a crash mid-sync followed by a rerun creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from .models import PaymentLink, Product, Stock, db, utcnow
+from .offer import last_event_id
+
+SOLD_OUT_MESSAGE = "Sold out at the booth, sorry!"
+THANKS_MESSAGE = "Thank you! Show this page at the booth to collect your item."
+
+
+@dataclass
+class SyncResult:
+    """What sync_item did for one item, for the one line sync-stripe prints."""
+
+    sku: str
+    link_id: str = ""
+    active: bool = False
+    created: list[str] = field(default_factory=list)
+    switched: str | None = None  # "on" | "off" when an existing link was flipped
+    retired: str | None = None  # the replaced link, switched off
+
+    def describe(self) -> str:
+        """Return one line saying what changed."""
+        state = "active" if self.active else "inactive: sold out"
+        done = []
+        if self.created:
+            done.append("created " + ", ".join(self.created))
+        if self.switched:
+            done.append(f"switched {self.switched}")
+        if self.retired:
+            done.append(f"old link {self.retired} switched off")
+        return f"{self.sku}: {'; '.join(done) or 'up to date'} -> {self.link_id} ({state})"
+
+
+def sync_stripe(
+    store: str, capture: str, gateway: Any, echo: Callable[[str], Any] = print
+) -> list[SyncResult]:
+    """Create or find the Stripe product, price and payment link of every item of a store."""
+    skus = db.session.scalars(
+        select(Product.sku)
+        .join(Stock, Stock.sku == Product.sku)
+        .where(Stock.store == store)
+        .order_by(Product.position, Product.sku)
+    ).all()
+    db.session.commit()
+    results = []
+    for sku in skus:
+        results.append(sync_item(sku, store, capture, gateway))
+        echo(results[-1].describe())
+    return results
+
+
+def sync_item(sku: str, store: str, capture: str, gateway: Any) -> SyncResult:
+    """Bring one item's Stripe product, price and link in line with the database.
+
+    Commits as it goes and never calls Stripe inside a transaction: each id is stored as
+    soon as Stripe returns it, and each create carries an idempotency key derived from what
+    it creates, so a crash mid-sync followed by a rerun creates nothing twice.
+    """
+    result = SyncResult(sku)
+    product = db.session.get(Product, sku)
+    name, description = product.name, product.description
+    amount, currency = product.price, product.currency
+    product_id, price_id = product.stripe_product_id, product.stripe_price_id
+    db.session.commit()
+
+    if product_id is None:
+        params: dict[str, Any] = {"name": name, "metadata": {"sku": sku}}
+        if description:
+            params["description"] = description
+        product_id = gateway.create_product(params, _key("product", sku, params)).id
+        _save_product_ids(sku, product_id, price_id)
+        result.created.append("product")
+
+    if price_id is not None:
+        price = gateway.retrieve_price(price_id)
+        if (price.unit_amount, price.currency, price.product) != (amount, currency, product_id):
+            price_id = None
+    if price_id is None:
+        params = {
+            "product": product_id,
+            "unit_amount": amount,
+            "currency": currency,
+            "metadata": {"sku": sku},
+        }
+        price_id = gateway.create_price(params, _key("price", sku, params)).id
+        _save_product_ids(sku, product_id, price_id)
+        result.created.append("price")
+
+    _sync_link(sku, store, capture, price_id, gateway, result)
+    return result
+
+
+def _sync_link(
+    sku: str, store: str, capture: str, price_id: str, gateway: Any, result: SyncResult
+) -> None:
+    stock = db.session.get(Stock, (sku, store))
+    want_active = stock.available > 0
+    current = _current_link(sku, store)
+    old_id, old_price = (current.id, current.price_id) if current else (None, None)
+    version = last_event_id()
+    db.session.commit()
+
+    if old_id is not None:
+        link = gateway.retrieve_payment_link(old_id)
+        intent_data = link.payment_intent_data
+        link_capture = (intent_data.capture_method if intent_data else None) or "automatic"
+        if old_price == price_id and link_capture == capture:
+            result.link_id = old_id
+            result.active = want_active
+            if link.active != want_active:
+                _switch(gateway, old_id, want_active, version)
+                result.switched = "on" if want_active else "off"
+            _save_link_state(old_id, want_active)
+            return
+        # A new price or capture method needs a new link; the old one stops selling first.
+        if link.active:
+            _switch(gateway, old_id, False, version)
+        result.retired = old_id
+
+    params = {
+        "line_items": [
+            {"price": price_id, "quantity": 1, "adjustable_quantity": {"enabled": False}}
+        ],
+        "metadata": {"sku": sku, "store": store},
+        "payment_intent_data": {
+            "capture_method": capture,
+            "metadata": {"sku": sku, "store": store},
+        },
+        "inactive_message": SOLD_OUT_MESSAGE,
+        "after_completion": {
+            "type": "hosted_confirmation",
+            "hosted_confirmation": {"custom_message": THANKS_MESSAGE},
+        },
+    }
+    link = gateway.create_payment_link(params, _key("link", f"{store}-{sku}", params))
+    # A replayed create answers the link as it was then; ask for its state now.
+    link = gateway.retrieve_payment_link(link.id)
+    if link.active != want_active:
+        link = _switch(gateway, link.id, want_active, version)
+    result.created.append("link")
+    result.link_id, result.active = link.id, want_active
+    if old_id is not None:
+        retired = db.session.get(PaymentLink, old_id)
+        retired.active = False
+        retired.retired_at = utcnow()
+        db.session.flush()
+    db.session.add(
+        PaymentLink(
+            id=link.id, sku=sku, store=store, url=link.url, price_id=price_id, active=want_active
+        )
+    )
+    db.session.commit()
+
+
+def _current_link(sku: str, store: str) -> PaymentLink | None:
+    return db.session.scalar(
+        select(PaymentLink).where(
+            PaymentLink.sku == sku, PaymentLink.store == store, PaymentLink.retired_at.is_(None)
+        )
+    )
+
+
+def _switch(gateway: Any, link_id: str, active: bool, version: int) -> Any:
+    # Keyed by the stock log position, so a later flip back is a new request, not a replay.
+    key = f"swagstore-link-{link_id}-{'on' if active else 'off'}-{version}"
+    return gateway.set_payment_link_active(link_id, active, key)
+
+
+def _save_product_ids(sku: str, product_id: str, price_id: str | None) -> None:
+    product = db.session.get(Product, sku)
+    product.stripe_product_id = product_id
+    product.stripe_price_id = price_id
+    db.session.commit()
+
+
+def _save_link_state(link_id: str, active: bool) -> None:
+    link = db.session.get(PaymentLink, link_id)
+    link.active = active
+    db.session.commit()
+
+
+def _key(kind: str, name: str, params: dict[str, Any]) -> str:
+    """Return an idempotency key naming what a create makes, so a rerun replays it."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return f"swagstore-{kind}-{name}-{digest}"
