@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     # Seconds per Stripe request, and the SDK's retries of a failed one (same idempotency key).
     "STRIPE_TIMEOUT": 20,
     "STRIPE_MAX_RETRIES": 2,
+    # Raise on a Stripe call made while a database transaction is open (unset: on in TESTING).
+    "STRIPE_CALL_GUARD": None,
     # Sandbox only: deliver its events to the webhook (SANDBOX_WEBHOOK_URL, else in process).
     "SANDBOX_DELIVER": True,
     "SANDBOX_WEBHOOK_URL": None,

@@ -8,7 +8,13 @@ Transport: with STRIPE_API_BASE set the SDK talks HTTP to it (Stripe, stripe-moc
 live server's `/sandbox`). In sandbox mode without it, `InProcessClient` hands each request
 to the app's own WSGI app, so CLI commands and the server reach the sandbox with no network
 and no request to itself. Either way the real SDK encodes, authenticates and retries.
-Never call the gateway inside a database transaction: the sandbox writes to the same file.
+
+Never call the gateway inside a database transaction: on SQLite every transaction holds
+the write lock from its first statement (BEGIN IMMEDIATE), so a read left open across a
+network round trip stalls every writer, and the offline sandbox writes to the same file.
+With STRIPE_CALL_GUARD on (the default under TESTING) every call checks that the app's
+database session has no transaction open and raises `TransactionOpen` if it has: end the
+read (commit, rollback, or leave the `models.read_only()` block) before the call.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from stripe.params.checkout import (
     SessionRetrieveParams,
 )
 
+from .models import db
+
 T = TypeVar("T")
 P = TypeVar("P")
 EXTENSION = "swagstore.payments"
@@ -70,6 +78,10 @@ class Rejected(PaymentsError):
     """Stripe refused the request for good (bad state, expired authorization, bad key)."""
 
 
+class TransactionOpen(RuntimeError):
+    """A Stripe call was made while a database transaction was open (STRIPE_CALL_GUARD)."""
+
+
 class BadSignature(Exception):
     """A webhook's Stripe-Signature header is missing, forged or stale."""
 
@@ -82,10 +94,24 @@ class Gateway:
         client: stripe.StripeClient,
         webhook_secret: str | None,
         http_client: stripe.HTTPClient | None = None,
+        in_transaction: Callable[[], bool] | None = None,
     ) -> None:
         self.client = client
         self.webhook_secret = webhook_secret
         self.http_client = http_client
+        # The guard: a check that a database transaction is open, run before every call.
+        self.in_transaction = in_transaction
+
+    def _call(
+        self, method: Callable[[P, stripe.RequestOptions], T], params: P, key: str | None = None
+    ) -> T:
+        if self.in_transaction is not None and self.in_transaction():
+            name = getattr(method, "func", method).__qualname__
+            raise TransactionOpen(
+                f"Stripe call {name} made while a database transaction is open: commit or "
+                "roll back before calling Stripe (STRIPE_CALL_GUARD)"
+            )
+        return _call(method, params, key)
 
     def close(self) -> None:
         """Close the HTTP connections this thread opened."""
@@ -96,23 +122,23 @@ class Gateway:
 
     def create_product(self, params: ProductCreateParams, key: str) -> stripe.Product:
         """Create a product."""
-        return _call(self.client.v1.products.create, params, key)
+        return self._call(self.client.v1.products.create, params, key)
 
     def create_price(self, params: PriceCreateParams, key: str) -> stripe.Price:
         """Create a price."""
-        return _call(self.client.v1.prices.create, params, key)
+        return self._call(self.client.v1.prices.create, params, key)
 
     def retrieve_price(self, price_id: str) -> stripe.Price:
         """Fetch a price."""
-        return _call(partial(self.client.v1.prices.retrieve, price_id), PriceRetrieveParams())
+        return self._call(partial(self.client.v1.prices.retrieve, price_id), PriceRetrieveParams())
 
     def create_payment_link(self, params: PaymentLinkCreateParams, key: str) -> stripe.PaymentLink:
         """Create a payment link."""
-        return _call(self.client.v1.payment_links.create, params, key)
+        return self._call(self.client.v1.payment_links.create, params, key)
 
     def set_payment_link_active(self, link_id: str, active: bool, key: str) -> stripe.PaymentLink:
         """Switch a payment link on or off."""
-        return _call(
+        return self._call(
             partial(self.client.v1.payment_links.update, link_id),
             PaymentLinkUpdateParams(active=active),
             key,
@@ -120,7 +146,7 @@ class Gateway:
 
     def retrieve_payment_link(self, link_id: str) -> stripe.PaymentLink:
         """Fetch a payment link."""
-        return _call(
+        return self._call(
             partial(self.client.v1.payment_links.retrieve, link_id), PaymentLinkRetrieveParams()
         )
 
@@ -130,18 +156,18 @@ class Gateway:
         self, params: SessionCreateParams, key: str
     ) -> stripe.checkout.Session:
         """Create a Checkout Session."""
-        return _call(self.client.v1.checkout.sessions.create, params, key)
+        return self._call(self.client.v1.checkout.sessions.create, params, key)
 
     def retrieve_checkout_session(self, session_id: str) -> stripe.checkout.Session:
         """Fetch a Checkout Session."""
-        return _call(
+        return self._call(
             partial(self.client.v1.checkout.sessions.retrieve, session_id),
             SessionRetrieveParams(),
         )
 
     def checkout_session_quantity(self, session_id: str) -> int:
         """Return the total quantity of a Checkout Session's line items."""
-        items = _call(
+        items = self._call(
             partial(self.client.v1.checkout.sessions.line_items.list, session_id),
             SessionLineItemListParams(limit=100),
         )
@@ -149,7 +175,7 @@ class Gateway:
 
     def expire_checkout_session(self, session_id: str, key: str) -> stripe.checkout.Session:
         """Expire an open Checkout Session so it can no longer be paid."""
-        return _call(
+        return self._call(
             partial(self.client.v1.checkout.sessions.expire, session_id),
             SessionExpireParams(),
             key,
@@ -157,7 +183,7 @@ class Gateway:
 
     def list_checkout_sessions(self, params: SessionListParams) -> list[stripe.checkout.Session]:
         """List Checkout Sessions, following pages to the end."""
-        page = _call(self.client.v1.checkout.sessions.list, params)
+        page = self._call(self.client.v1.checkout.sessions.list, params)
         return list(page.auto_paging_iter())
 
     # Payment intents and refunds ---------------------------------------------------------
@@ -166,18 +192,18 @@ class Gateway:
         self, params: PaymentIntentCreateParams, key: str
     ) -> stripe.PaymentIntent:
         """Create a PaymentIntent."""
-        return _call(self.client.v1.payment_intents.create, params, key)
+        return self._call(self.client.v1.payment_intents.create, params, key)
 
     def retrieve_payment_intent(self, intent_id: str) -> stripe.PaymentIntent:
         """Fetch a PaymentIntent."""
-        return _call(
+        return self._call(
             partial(self.client.v1.payment_intents.retrieve, intent_id),
             PaymentIntentRetrieveParams(),
         )
 
     def capture_payment_intent(self, intent_id: str, key: str) -> stripe.PaymentIntent:
         """Capture an authorized PaymentIntent."""
-        return _call(
+        return self._call(
             partial(self.client.v1.payment_intents.capture, intent_id),
             PaymentIntentCaptureParams(),
             key,
@@ -185,7 +211,7 @@ class Gateway:
 
     def cancel_payment_intent(self, intent_id: str, key: str) -> stripe.PaymentIntent:
         """Cancel a PaymentIntent, voiding its authorization."""
-        return _call(
+        return self._call(
             partial(self.client.v1.payment_intents.cancel, intent_id),
             PaymentIntentCancelParams(),
             key,
@@ -193,13 +219,13 @@ class Gateway:
 
     def create_refund(self, params: RefundCreateParams, key: str) -> stripe.Refund:
         """Refund a payment."""
-        return _call(self.client.v1.refunds.create, params, key)
+        return self._call(self.client.v1.refunds.create, params, key)
 
     # Events ------------------------------------------------------------------------------
 
     def list_events(self, params: EventListParams) -> list[stripe.Event]:
         """List one page of events, newest first, as Stripe returns them."""
-        return _call(self.client.v1.events.list, params).data
+        return self._call(self.client.v1.events.list, params).data
 
     def construct_event(self, payload: bytes, signature: str | None) -> stripe.Event:
         """Verify a webhook's signature (300 s tolerance) and parse its event."""
@@ -300,11 +326,9 @@ def make_gateway(
 
 def webhook_secret(app: Flask) -> str | None:
     """Return the secret webhooks are verified with (the sandbox's own in sandbox mode)."""
-    if app.config["SANDBOX"]:
-        from .sandbox.delivery import signing_secret
-
-        return signing_secret(app.config)
-    secret: str | None = app.config["STRIPE_WEBHOOK_SECRET"]
+    # The sandbox sets its own when it is mounted; the product never imports it.
+    key = "SANDBOX_WEBHOOK_SECRET" if app.config["SANDBOX"] else "STRIPE_WEBHOOK_SECRET"
+    secret: str | None = app.config.get(key)
     return secret
 
 
@@ -332,8 +356,23 @@ def gateway() -> Gateway:
             timeout=float(config.get("STRIPE_TIMEOUT", TIMEOUT_SECONDS)),
             retries=int(config.get("STRIPE_MAX_RETRIES", NETWORK_RETRIES)),
         )
+        if _guard_on(config.get("STRIPE_CALL_GUARD"), app.testing):
+            gw.in_transaction = _session_in_transaction
         app.extensions[EXTENSION] = gw
     return gw
+
+
+def _guard_on(setting: object, testing: bool) -> bool:
+    """Read STRIPE_CALL_GUARD: unset follows TESTING; an environment string is a flag."""
+    if setting is None:
+        return testing
+    if isinstance(setting, str):
+        return setting.strip().lower() in ("1", "true", "yes", "on")
+    return bool(setting)
+
+
+def _session_in_transaction() -> bool:
+    return db.session().in_transaction()
 
 
 def close(app: Flask) -> None:

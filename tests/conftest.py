@@ -167,6 +167,8 @@ def app_config(database_url: str, tmp_path: Path) -> dict:
         # The sandbox's own file, beside this test's database (also when that is PostgreSQL).
         "SANDBOX_DATABASE": str(tmp_path / "sandbox.sqlite"),
         "STORE_ID": STORE,
+        # Any Stripe call made inside a database transaction raises, in servers too.
+        "STRIPE_CALL_GUARD": True,
     }
 
 

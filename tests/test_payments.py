@@ -8,7 +8,9 @@ import time
 import pytest
 import requests
 
-from swagstore import payments
+from conftest import STORE
+from swagstore import create_app, payments
+from swagstore.models import Store, db, read_only
 from swagstore.sandbox.delivery import signature
 
 
@@ -276,11 +278,57 @@ def test_construct_event_accepts_the_sandbox_signature_and_refuses_forgeries(app
 
 
 def test_in_process_calls_never_join_the_callers_session(app):
-    from swagstore.models import Store, db
-
+    # This test calls Stripe inside a transaction on purpose, so the guard stands aside.
+    app.config["STRIPE_CALL_GUARD"] = False
     with app.app_context():
         db.session.add(Store(id="ghost", name="never committed"))
         assert payments.gateway().create_product({"name": "Mug"}, None).name == "Mug"
         db.session.rollback()
         assert db.session.get(Store, "ghost") is None
     payments.close(app)
+
+
+def test_a_stripe_call_inside_a_database_transaction_raises(app):
+    with app.app_context():
+        db.session.get(Store, STORE)  # a read opens a transaction (on SQLite, the write lock)
+        with pytest.raises(payments.TransactionOpen, match="ProductService.create made while"):
+            payments.gateway().create_product({"name": "Mug"}, None)
+        with read_only():
+            db.session.get(Store, STORE)
+            with pytest.raises(payments.TransactionOpen, match="PriceService.retrieve"):
+                payments.gateway().retrieve_price("price_nope")
+        db.session.add(Store(id="ghost", name="never committed"))
+        with pytest.raises(payments.TransactionOpen):
+            payments.gateway().retrieve_price("price_nope")
+        db.session.rollback()
+        # Once the transaction has ended, the same call goes through.
+        assert payments.gateway().create_product({"name": "Mug"}, None).name == "Mug"
+    payments.close(app)
+
+
+@pytest.mark.parametrize(
+    ("config", "guarded"),
+    [
+        ({"TESTING": True}, True),
+        ({"TESTING": False}, False),
+        ({"TESTING": False, "STRIPE_CALL_GUARD": "1"}, True),
+        ({"TESTING": True, "STRIPE_CALL_GUARD": "false"}, False),
+        ({"TESTING": True, "STRIPE_CALL_GUARD": False}, False),
+    ],
+)
+def test_the_guard_is_on_in_testing_or_when_asked(app, app_config, config, guarded):
+    other = create_app({**app_config, "STRIPE_CALL_GUARD": None, **config})
+    with other.app_context():
+        gw = payments.gateway()
+        assert (gw.in_transaction is not None) is guarded
+        db.session.get(Store, STORE)
+        if guarded:
+            with pytest.raises(payments.TransactionOpen):
+                gw.create_product({"name": "Mug"}, None)
+        else:
+            # Unguarded, the call is made (and the sandbox refuses the unknown price).
+            with pytest.raises(payments.Rejected):
+                gw.retrieve_price("price_nope")
+        db.session.rollback()
+        payments.close(other)
+        db.engine.dispose()

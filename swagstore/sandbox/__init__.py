@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .delivery import Deliverer
+from .delivery import Deliverer, signing_secret
 
 deliverer = Deliverer()
 
@@ -18,6 +18,8 @@ def init_app(app: Flask) -> None:
     """Mount the sandbox on a sandbox-mode app and deliver its events in the background."""
     if not app.config["SANDBOX"]:
         return
+    # The app verifies deliveries with it (payments.webhook_secret), never importing the sandbox.
+    app.config["SANDBOX_WEBHOOK_SECRET"] = signing_secret(app.config)
     from . import api, pages
 
     app.register_blueprint(api.bp)
