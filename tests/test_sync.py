@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from conftest import make_product
 from swagstore import inventory, payments, stripe_sync, tasks
-from swagstore.models import PaymentLink, Product, Task, db
+from swagstore.models import PaymentLink, Product, Task, db, read_only
 
 STORE = "booth"
 
@@ -30,9 +30,13 @@ def sandbox_counts(sandbox) -> dict[str, int]:
 
 
 def current_link(sku: str) -> PaymentLink:
-    return db.session.scalar(
-        select(PaymentLink).where(PaymentLink.sku == sku, PaymentLink.retired_at.is_(None))
-    )
+    """Return the item's current link, detached: its read has ended before any Stripe call."""
+    with read_only():
+        link = db.session.scalar(
+            select(PaymentLink).where(PaymentLink.sku == sku, PaymentLink.retired_at.is_(None))
+        )
+        db.session.expunge(link)
+    return link
 
 
 def test_sync_twice_creates_everything_once(app, runner, sandbox):
@@ -63,6 +67,7 @@ def test_sync_twice_creates_everything_once(app, runner, sandbox):
         assert [(i.quantity, i.adjustable_quantity.enabled) for i in items] == [(1, False)]
         product = db.session.get(Product, "tee-m")
         assert items[0].price.id == product.stripe_price_id == tee.price_id
+        db.session.rollback()
         # No stock: the link exists, switched off, so a scan shows the sold-out message.
         assert not mug.active
         assert payments.gateway().retrieve_payment_link(mug.id).active is False
@@ -86,6 +91,7 @@ def test_a_changed_price_makes_a_new_price_and_link_and_retires_the_old(app, run
         assert new.id != old
         retired = db.session.get(PaymentLink, old)
         assert retired.retired_at is not None and not retired.active
+        db.session.rollback()
         gw = payments.gateway()
         assert gw.retrieve_payment_link(old).active is False
         assert gw.retrieve_price(new.price_id).unit_amount == 3000
