@@ -118,10 +118,11 @@ def snapshot(app, sku: str = "tee-m") -> dict:
             "sales": {pi: (status, captured, amount) for pi, status, captured, amount in sales},
             "tasks": tasks,
             "link_active_here": link.active,
-            "link_active_on_stripe": payments.gateway().retrieve_payment_link(link.id).active,
             "events": db.session.scalar(select(func.count()).select_from(StripeEvent)),
         }
-        db.session.rollback()
+        link_id = link.id
+        db.session.rollback()  # the read ends before Stripe is asked
+        state["link_active_on_stripe"] = payments.gateway().retrieve_payment_link(link_id).active
         return state
 
 
