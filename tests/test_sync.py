@@ -175,5 +175,6 @@ def test_a_stock_change_during_the_link_call_still_leaves_the_link_matching_stoc
 
     with app.app_context():
         assert db.session.get(Task, first).status == "done"
+        db.session.rollback()
         assert current_link("tee-m").active is True
         assert payments.gateway().retrieve_payment_link(link_id).active is True
