@@ -27,14 +27,15 @@ def module_name(path: Path) -> str:
 MODULES = sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
 
 
-def imports_of(module: str) -> set[str]:
+def imports_of(module: str, *, top_level_only: bool = False) -> set[str]:
     """Return every module of the package (and `stripe`) that a module imports, anywhere."""
     path = PACKAGE.parent / (module.replace(".", "/") + ".py")
     if not path.exists():
         path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -100,7 +101,7 @@ def test_there_is_no_import_circle():
 # From the bottom up: a module may import modules of its own layer or a lower one.
 LAYERS = [
     {"swagstore.models", "swagstore.qr", "swagstore.charts"},
-    {"swagstore.payments", "swagstore.inventory", "swagstore.auth"},
+    {"swagstore.payments", "swagstore.inventory", "swagstore.auth", "swagstore.schema"},
     {"swagstore.catalog", "swagstore.offer", "swagstore.holds", "swagstore.stripe_sync"},
     {"swagstore.hold_checkout"},
     {"swagstore.tasks"},
@@ -108,7 +109,8 @@ LAYERS = [
     {"swagstore.events", "swagstore.group_commit", "swagstore.stream"},
 ]
 DOMAIN = set().union(*LAYERS)
-UPPER = {m for m in MODULES if m == "swagstore.cli" or m.startswith("swagstore.views")}
+# The web and command layer: blueprints, the app-wide error pages, the flask commands.
+UPPER = {m for m in MODULES if m in ("swagstore.cli", "swagstore.errors") or ".views" in m}
 SANDBOX = {m for m in MODULES if m.startswith("swagstore.sandbox")}
 
 
@@ -132,11 +134,14 @@ def test_only_payments_imports_stripe():
     assert {m for m, targets in GRAPH.items() if "stripe" in targets} == {"swagstore.payments"}
 
 
-def test_the_sandbox_is_mounted_only_by_the_app_factory():
+def test_the_sandbox_is_loaded_only_by_the_app_factory_and_init_db_in_sandbox_mode():
+    # Both import it inside the function, under `if SANDBOX`: the factory mounts it and
+    # init-db makes its tables. test_factory proves a live store then never loads it.
     product = set(MODULES) - SANDBOX
     importers = {m for m in product if GRAPH[m] & SANDBOX}
-    assert importers == {"swagstore"}
+    assert importers == {"swagstore", "swagstore.cli"}
     assert GRAPH["swagstore"] & SANDBOX == {"swagstore.sandbox"}
+    assert not any(imports_of(m, top_level_only=True) & SANDBOX for m in product)
 
 
 def test_the_sandbox_never_imports_the_product():
