@@ -36,8 +36,9 @@ dev: $(VENV)/.installed
 	@echo "  Stock (API): http://$(HOST):$(PORT)/api/stock"
 	@echo "  Health:      http://$(HOST):$(PORT)/healthz"
 	@echo
+	@# Web and worker from Procfile.dev (honcho); Ctrl-C stops both.
 	SWAGSTORE_ADMIN_PASSWORD="$${SWAGSTORE_ADMIN_PASSWORD:-$$(cat instance/admin_password)}" \
-		$(FLASK) run --host $(HOST) --port $(PORT)
+		HOST=$(HOST) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev -p $(PORT)
 
 test: $(VENV)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -51,9 +52,10 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The booth: gunicorn and the worker from the Procfile (honcho); Ctrl-C stops both.
 run: $(VENV)/.installed
 	$(FLASK) init-db
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 # The benchmarks of bench/ (not tests): figures and ratios, written to bench/RESULTS.md.
 # The load generator is wrk (Debian's package); BENCH_ARGS="--tree DIR" measures another

@@ -36,9 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_URL": None,
     "HOLD_SECONDS": 300,
     "ADMIN_PASSWORD": None,
-    # The outbox: each server process runs tasks in a thread; a lease lapses only when
-    # its runner is gone; the backoff scale shortens retries in tests.
-    "TASK_THREAD": True,
+    # The background worker (`flask worker`): its sleep when a round found nothing to do,
+    # and whether it runs the outbox (false leaves tasks and due holds to `run-tasks`).
+    "WORKER_IDLE_SECONDS": 0.25,
+    "WORKER_TASKS": True,
+    # The outbox: a lease lapses only when its runner is gone; the backoff scale shortens
+    # retries in tests.
     "TASK_LEASE_SECONDS": 120,
     "TASK_BACKOFF_SCALE": 1.0,
     # poll-events: seconds between polls of /v1/events.
@@ -93,16 +96,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.register_error_handler(OperationalError, _database_unavailable)
 
-    from . import cli, errors, group_commit, schema, stream, tasks
+    from . import cli, errors, schema, stream
 
     schema.init_app(app)
     errors.init_app(app)
 
     stream.init_app(app)
-    group_commit.init_app(app)
-
     cli.init_app(app)
-    tasks.init_app(app)
 
     from .views import admin, api, kiosk, shop, webhook
 
@@ -136,10 +136,8 @@ def _check_config(app: Flask) -> None:
         raise ValueError(
             "PURCHASE_MODE payment_intent needs STRIPE_PUBLISHABLE_KEY for its card form"
         )
-    for key in ("TASK_LEASE_SECONDS", "TASK_BACKOFF_SCALE", "POLL_SECONDS"):
+    for key in ("TASK_LEASE_SECONDS", "TASK_BACKOFF_SCALE", "POLL_SECONDS", "WORKER_IDLE_SECONDS"):
         app.config[key] = float(app.config[key])
-    if isinstance(app.config["TASK_THREAD"], str):
-        app.config["TASK_THREAD"] = app.config["TASK_THREAD"].lower() not in ("0", "false", "no")
 
 
 def _instance_secret(app: Flask) -> str:

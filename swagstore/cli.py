@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import insert, select
 
-from . import catalog, events, payments, sales, schema, stripe_sync, tasks
+from . import catalog, events, payments, sales, schema, stripe_sync, tasks, worker
 from .models import Store, db
 
 
@@ -108,7 +109,16 @@ def run_tasks_command(once: bool) -> None:
             click.echo(f"Ran {ran} task(s).")
         if once:
             return
-        time.sleep(tasks.IDLE_POLL_SECONDS)
+        time.sleep(current_app.config["WORKER_IDLE_SECONDS"])
+
+
+@click.command("worker")
+@with_appcontext
+def worker_command() -> None:
+    """Run the background worker: outbox tasks, hold expiry, sandbox deliveries."""
+    click.echo(f"Worker started (pid {os.getpid()}); Ctrl-C or SIGTERM stops it.")
+    worker.run(current_app._get_current_object())
+    click.echo("Worker stopped.")
 
 
 @click.command("poll-events")
@@ -198,6 +208,7 @@ def init_app(app: Flask) -> None:
         load_catalog_command,
         report_command,
         run_tasks_command,
+        worker_command,
         poll_events_command,
         reconcile_command,
         sync_stripe_command,

@@ -1,28 +1,26 @@
 """The outbox: Stripe side effects written in the same transaction as their cause.
 
 A task row is queued with the stock change that needs it and run after that transaction
-commits, outside any transaction, with a Stripe idempotency key derived from its id. Each
-process has one runner thread (started by the first request a server handles) that claims
-due tasks with a guarded UPDATE and a lease, so two runners never run the same task at
-once and a crashed runner's task is picked up when its lease lapses. `flask run-tasks`
-runs the same loop on its own.
+commits, outside any transaction, with a Stripe idempotency key derived from its id. The
+background worker (worker.py, or `flask run-tasks`) claims due tasks with a guarded UPDATE
+and a lease, so two runners never run the same task at once and a crashed runner's task is
+picked up when its lease lapses.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, current_app, has_app_context
+from flask import current_app
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import hold_checkout, holds, inventory, payments
-from .models import PaymentLink, Sale, Stock, Task, db, utcnow
+from .models import PaymentLink, Sale, Stock, Task, db, read_only, utcnow
 
 # Retries start quickly (a blip) and settle at a few minutes (an outage).
 BACKOFF_BASE_SECONDS = 1.0
@@ -30,9 +28,6 @@ BACKOFF_CAP_SECONDS = 300.0
 # Longer than the SDK's worst case for one call (timeout x retries), so a lease only
 # lapses when its runner is gone.
 LEASE_SECONDS = 120
-IDLE_POLL_SECONDS = 1.0
-EXTENSION = "swagstore.tasks"
-_QUEUED = "swagstore.tasks.queued"
 
 
 def enqueue(
@@ -53,7 +48,6 @@ def enqueue(
     )
     db.session.add(task)
     db.session.flush()
-    db.session.info[_QUEUED] = True
     return task
 
 
@@ -127,11 +121,12 @@ def claim(lease_seconds: float = LEASE_SECONDS) -> Claimed | None:
         (Task.status == "running") & (Task.locked_until < now),
     )
     while True:
-        task_id = db.session.scalar(
-            select(Task.id).where(due).order_by(Task.run_after, Task.id).limit(1)
-        )
+        # Looked up without the write lock: an idle worker asks this several times a second.
+        with read_only():
+            task_id = db.session.scalar(
+                select(Task.id).where(due).order_by(Task.run_after, Task.id).limit(1)
+            )
         if task_id is None:
-            db.session.commit()
             return None
         # The guard repeats the due test, so of two runners racing for one row only one wins.
         row = db.session.execute(
@@ -181,10 +176,10 @@ def run_due(limit: int | None = None, lease_seconds: float = LEASE_SECONDS) -> i
     return ran
 
 
-def run_round(lease_seconds: float = LEASE_SECONDS) -> int:
+def run_round(lease_seconds: float = LEASE_SECONDS, limit: int | None = None) -> int:
     """Start ending holds whose time is up, then run due tasks; return how many ran."""
     expire_holds()
-    return run_due(lease_seconds=lease_seconds)
+    return run_due(limit, lease_seconds)
 
 
 def expire_holds(now: datetime | None = None, limit: int = 200) -> int:
@@ -351,61 +346,3 @@ RUNNERS.update(
     expire_session=_end_hold,
 )
 ON_FAILED.update(capture=_sale_failed, cancel=_sale_failed, refund=_sale_failed)
-
-
-# The runner thread -----------------------------------------------------------------------
-
-
-class Worker:
-    """One process's task runner: a thread woken after each commit that queued a task."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self.wake = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.lock = threading.Lock()
-
-    def start(self) -> None:
-        """Start the thread once per process."""
-        with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(
-                    target=self._loop, name="swagstore-tasks", daemon=True
-                )
-                self.thread.start()
-
-    def _loop(self) -> None:
-        with self.app.app_context():
-            while True:
-                try:
-                    ran = run_round(self.app.config["TASK_LEASE_SECONDS"])
-                except Exception:
-                    # A runner that dies stops every side effect: log, back off, go on.
-                    self.app.logger.exception("task runner")
-                    db.session.rollback()
-                    ran = 0
-                finally:
-                    db.session.remove()
-                if not ran:
-                    self.wake.wait(IDLE_POLL_SECONDS)
-                    self.wake.clear()
-
-
-def _after_commit(session: Session) -> None:
-    if session.info.pop(_QUEUED, False) and has_app_context():
-        worker: Worker | None = current_app.extensions.get(EXTENSION)
-        if worker is not None:
-            worker.wake.set()
-
-
-def init_app(app: Flask) -> None:
-    """Run tasks in a thread of each server process, started by its first request."""
-    worker = Worker(app)
-    app.extensions[EXTENSION] = worker
-    # Tests drive the queue themselves (run_due, run-tasks --once); CLI commands never
-    # start the thread, so a short command cannot be killed mid-call.
-    if app.config["TASK_THREAD"] and not app.testing:
-        app.before_request(worker.start)
-
-
-event.listen(Session, "after_commit", _after_commit)

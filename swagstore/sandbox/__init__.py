@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .delivery import Deliverer, signing_secret
-
-deliverer = Deliverer()
+from .delivery import signing_secret
 
 
 def init_app(app: Flask) -> None:
-    """Mount the sandbox on a sandbox-mode app and deliver its events in the background."""
+    """Mount the sandbox on a sandbox-mode app; the worker delivers its events."""
     if not app.config["SANDBOX"]:
         return
     # The app verifies deliveries with it (payments.webhook_secret), never importing the sandbox.
@@ -24,11 +22,3 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
-
-    # Started on the first request, in each worker process, never in CLI commands or
-    # in-process test apps (those call delivery.deliver_due themselves).
-    if app.config["SANDBOX_DELIVER"] and not app.testing:
-
-        @app.before_request
-        def start_delivery() -> None:
-            deliverer.ensure_started(app)

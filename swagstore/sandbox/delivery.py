@@ -7,8 +7,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +25,6 @@ DELIVERY_TIMEOUT = 10
 LOCK_SECONDS = 60
 MAX_ATTEMPTS = 100
 MAX_BACKOFF = 60
-POLL_SECONDS = 0.5
 Send = Callable[[bytes, dict[str, str]], int]
 
 
@@ -171,35 +168,15 @@ def summary() -> list[dict[str, Any]]:
     ]
 
 
-class Deliverer:
-    """One background thread per process that expires sessions and delivers events."""
+def job(app: Flask) -> Callable[[], int]:
+    """Return the worker's sandbox job: expire due sessions, then deliver due events."""
+    from .checkout import expire_due_quietly
 
-    def __init__(self) -> None:
-        self.pid: int | None = None
-        self.lock = threading.Lock()
+    url = app.config.get("SANDBOX_WEBHOOK_URL")
+    send = http_sender(url) if url else app_sender(app)
+    secret = signing_secret(app.config)
 
-    def ensure_started(self, app: Flask) -> None:
-        """Start the thread in this process if it is not running yet."""
-        with self.lock:
-            if self.pid == os.getpid():
-                return
-            self.pid = os.getpid()
-        threading.Thread(
-            target=self.run, args=(app,), name="sandbox-delivery", daemon=True
-        ).start()
+    def run() -> int:
+        return expire_due_quietly() + deliver_due(secret, send)
 
-    def run(self, app: Flask) -> None:
-        """Loop forever: expire due sessions, deliver due events."""
-        from .checkout import expire_due_quietly
-
-        url = app.config.get("SANDBOX_WEBHOOK_URL")
-        send = http_sender(url) if url else app_sender(app)
-        while True:
-            try:
-                with app.app_context():
-                    expire_due_quietly()
-                    deliver_due(signing_secret(app.config), send)
-            except Exception:
-                # A locked or vanished database must not kill delivery for good.
-                log.exception("sandbox delivery loop")
-            time.sleep(POLL_SECONDS)
+    return run

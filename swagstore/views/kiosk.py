@@ -111,11 +111,10 @@ def qr_code(sku: str) -> Response:
 def events() -> Response:
     """Stream stock changes as server-sent events, resuming after Last-Event-ID."""
     last_id = stream.parse_last_event_id(request.headers.get("Last-Event-ID"))
-    sock = stream.direct_socket(request.environ)
     # The stream outlives the request's work: give its connection back to the pool now.
     db.session.remove()
     return Response(
-        stream.broker(current_app).follow(last_id, sock),
+        stream.streams(current_app).follow(last_id),
         mimetype="text/event-stream",
         headers=stream.HEADERS,
     )

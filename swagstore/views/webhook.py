@@ -1,11 +1,11 @@
-"""Stripe's door in: a signed event is applied in its process's next group commit."""
+"""Stripe's door in: a signed event is applied in its own transaction before the answer."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 from sqlalchemy.exc import OperationalError
 
-from .. import group_commit, payments
+from .. import fulfilment, payments
 
 bp = Blueprint("webhook", __name__)
 
@@ -24,9 +24,11 @@ def receive() -> tuple[dict, int]:
     except ValueError:
         return {"error": "malformed event body"}, 400
     try:
-        # Applied in this process's next batch, and durable when it returns.
-        result = group_commit.apply(event.to_dict(for_json=True))
-    except (OperationalError, group_commit.Unanswered) as e:
-        current_app.logger.error("webhook %s not confirmed, Stripe will retry: %s", event.id, e)
+        # Committed (durable: synchronous=FULL) when this returns, or nothing was.
+        result = fulfilment.apply(event.to_dict(for_json=True))
+    except fulfilment.MalformedEvent as e:
+        return {"error": str(e)}, 400
+    except OperationalError as e:
+        current_app.logger.error("webhook %s not applied, Stripe will retry: %s", event.id, e.orig)
         return {"error": "busy, try again"}, 503
     return {"outcome": result.outcome, "note": result.note}, 200
