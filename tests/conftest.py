@@ -22,6 +22,7 @@ open, and warnings are errors here.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -257,8 +258,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def descendants(pid: int) -> list[int]:
+    """Return every process below `pid` (children of any of its threads), read from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    children = [int(child) for child in f.read().split()]
+            except FileNotFoundError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """Return a process's command line with spaces, or "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except FileNotFoundError:
+        return ""
+
+
 class LiveServer:
-    """The app under gunicorn in its own process group, as the booth runs it."""
+    """The booth as `make run` starts it: honcho runs the Procfile's web and worker lines.
+
+    web is gunicorn (`workers` x `threads`), worker is `flask --app swagstore worker` in its
+    restart loop. start() returns once /healthz answers and reports a worker that beat
+    after the start.
+    """
 
     def __init__(self, env: dict[str, str], workers: int = 1, threads: int = 16) -> None:
         self.port = free_port()
@@ -269,45 +304,77 @@ class LiveServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> LiveServer:
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            "--threads",
-            str(self.threads),
-            "--access-logfile",
-            "/dev/null",
-            "wsgi:app",
-        ]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, start_new_session=True)
-        deadline = time.monotonic() + 30
+        env = {
+            **self.env,
+            # The venv's gunicorn and flask, as `make run` puts them first on PATH.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}",
+            "SWAGSTORE_BIND": f"127.0.0.1:{self.port}",
+            "SWAGSTORE_WORKERS": str(self.workers),
+            "SWAGSTORE_THREADS": str(self.threads),
+            "GUNICORN_CMD_ARGS": "--access-logfile /dev/null",
+        }
+        cmd = [sys.executable, "-m", "honcho", "--no-colour", "start", "-f", "Procfile"]
+        started = time.time()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
-                    return self
-            # A worker still booting on a busy machine may accept and answer late.
-            except (requests.ConnectionError, requests.Timeout):
-                pass
+            health = self.health()
+            seen = health and health["worker"]["seen_seconds_ago"]
+            if seen is not None and seen < time.time() - started:
+                return self
             time.sleep(0.1)
-        self.stop(signal.SIGKILL)
-        raise RuntimeError("server did not become healthy in 30 s")
+        self.kill()
+        raise RuntimeError(f"server and worker did not become healthy in 60 s: {health}")
+
+    def health(self) -> dict | None:
+        """Return /healthz's answer, or None while the server does not answer 200."""
+        try:
+            response = requests.get(self.url + "/healthz", timeout=5)
+        # A worker still booting on a busy machine may accept and answer late.
+        except (requests.ConnectionError, requests.Timeout):
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def processes(self) -> list[int]:
+        """Return the pids of honcho's children: the Procfile lines and what they started."""
+        return descendants(self.proc.pid) if self.proc is not None else []
+
+    def worker_pid(self) -> int:
+        """Return the pid of the running `flask --app swagstore worker`."""
+        (pid,) = [p for p in self.processes() if "swagstore worker" in cmdline(p)]
+        return pid
+
+    def _groups(self) -> set[int]:
+        # honcho starts each Procfile line in a session of its own.
+        groups = {self.proc.pid}
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(pid))
+        return groups
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
+        """Stop honcho, which stops web and worker (SIGTERM), or everything at once."""
+        if self.proc is None:
+            return
+        groups = self._groups()
+        if sig == signal.SIGTERM:
+            # honcho passes it on to each line's process group and waits for them.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+        else:
+            for group in groups:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, sig)
+        self.proc.wait(timeout=60)
+        for group in groups:  # anything a stuck honcho left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         self.proc = None
 
     def kill(self) -> None:
-        """Stop the server as a power cut would: SIGKILL to every process."""
+        """Stop web and worker as a power cut would: SIGKILL to every process."""
         self.stop(signal.SIGKILL)
 
 
