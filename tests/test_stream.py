@@ -1,11 +1,11 @@
-"""The live stream: the broker in process, then /stream over HTTP from one and two workers."""
+"""The live stream: a stream in process, then /stream over HTTP from one and two workers."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
-import socket
+import sqlite3
 import threading
 import time
 
@@ -65,17 +65,10 @@ def next_data(messages, deadline: float = DEADLINE) -> list[dict]:
 
 
 @pytest.fixture
-def broker(app):
-    """A broker on the test database with a short tick and ping."""
+def streams(app):
+    """A process's streams on the test database with a short tick and ping."""
     with app.app_context():
-        broker = stream.Broker(db.engine, STORE, tick=0.05, ping=0.5)
-    yield broker
-    # Stop its reader before the app's engine is disposed, so the reader's connection is
-    # closed with the pool (psycopg warns about one left open; warnings are errors).
-    broker.close()
-    for thread in threading.enumerate():
-        if thread.name == f"stream-reader-{STORE}":
-            thread.join(DEADLINE)
+        return stream.Streams(db.engine, STORE, tick=0.05, ping=0.5)
 
 
 def test_change_encodes_the_contract_fields():
@@ -106,11 +99,11 @@ def test_parse_last_event_id(header, expected):
 
 
 @both_databases
-def test_fresh_client_gets_a_snapshot_then_live_changes(app, broker):
+def test_fresh_client_gets_a_snapshot_then_live_changes(app, streams):
     make_product(app, "tee-m", stock=5)
     make_product(app, "mug", stock=2)
     take(app, "mug")
-    messages = broker.follow(None)
+    messages = streams.follow(None)
     assert parse(next(messages)) == [{"comments": [], "retry": stream.RETRY_MS}]
     snapshot = parse(next(messages))
     newest = stream_ids(app)[-1]
@@ -128,7 +121,7 @@ def test_fresh_client_gets_a_snapshot_then_live_changes(app, broker):
 
 
 @both_databases
-def test_resume_reads_every_missed_row_in_order(app, broker):
+def test_resume_reads_every_missed_row_in_order(app, streams):
     make_product(app, "tee-m", stock=20)
     seen = stream_ids(app)[-1]
     take(app, "tee-m", times=3)
@@ -136,7 +129,7 @@ def test_resume_reads_every_missed_row_in_order(app, broker):
         inventory.hold("tee-m", STORE)
         inventory.restock("tee-m", STORE, 4)
         db.session.commit()
-    changes, last = broker.catch_up(seen)
+    changes, last = streams.catch_up(seen)
     assert [c.id for c in changes] == stream_ids(app)[1:]
     assert [(c.on_hand, c.reserved) for c in changes] == [
         (19, 0),
@@ -146,36 +139,37 @@ def test_resume_reads_every_missed_row_in_order(app, broker):
         (21, 1),
     ]
     assert last == changes[-1].id
-    assert broker.catch_up(last) == ([], last)
+    assert streams.catch_up(last) == ([], last)
 
 
-def test_resume_from_beyond_the_log_gets_a_snapshot(app, broker):
+def test_resume_from_beyond_the_log_gets_a_snapshot(app, streams):
     make_product(app, "tee-m", stock=2)
-    changes, last = broker.catch_up(10_000)
+    changes, last = streams.catch_up(10_000)
     assert [(c.sku, c.available) for c in changes] == [("tee-m", 2)]
     assert last == stream_ids(app)[-1]
 
 
-def test_client_behind_the_ring_buffer_reads_its_gap_from_the_database(app):
-    make_product(app, "tee-m", stock=50)
-    with app.app_context():
-        small = stream.Broker(db.engine, STORE, tick=0.05, ping=0.5, buffer=4)
-    messages = small.follow(None)
+def test_more_changes_than_one_read_takes_arrive_whole_and_in_order(app, streams):
+    make_product(app, "tee-m", stock=800)
+    messages = streams.follow(None)
     next(messages)
     start = parse(next(messages))[0]["id"]
-    take(app, "tee-m", times=20)
+    with app.app_context():  # one commit, so they all land between two of the stream's reads
+        for _ in range(stream.BATCH + 100):
+            assert inventory.take("tee-m", STORE) is not None
+        db.session.commit()
     received: list[dict] = []
-    while len(received) < 20:
+    while len(received) < stream.BATCH + 100:
         received += next_data(messages)
     assert [m["id"] for m in received] == [i for i in stream_ids(app) if i > start]
-    assert received[-1]["data"]["available"] == 30
+    assert received[-1]["data"]["available"] == 800 - stream.BATCH - 100
     messages.close()
 
 
 def test_a_full_process_sends_clients_away_to_retry(app):
     make_product(app, "tee-m", stock=1)
     with app.app_context():
-        one = stream.Broker(db.engine, STORE, tick=0.05, ping=0.5, max_clients=1)
+        one = stream.Streams(db.engine, STORE, tick=0.05, ping=0.5, max_clients=1)
     first = one.follow(None)
     next(first)
     assert list(one.follow(None)) == [f"retry: {stream.BUSY_RETRY_MS}\n: busy\n\n"]
@@ -184,45 +178,29 @@ def test_a_full_process_sends_clients_away_to_retry(app):
     assert one.clients == 0
 
 
-def test_a_commit_in_this_process_reaches_clients_before_the_next_tick(app):
-    """With an hour's tick and a 30 s ping, only the after-commit wake brings sales first."""
+def test_a_stream_reads_on_while_a_writer_holds_the_write_lock(app, streams, db_path):
+    """Its polls never ask for SQLite's write lock, so they never wait behind a writer."""
     make_product(app, "tee-m", stock=5)
-    with app.app_context():
-        slow = stream.Broker(db.engine, STORE, tick=3600, ping=DEADLINE)
-    messages = slow.follow(None)
+    take(app, "tee-m")
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # a long write transaction of another process
+    began = time.monotonic()
     try:
-        next(messages)
-        next(messages)
-        for available in (4, 3):
-            take(app, "tee-m")
-            (message,) = parse(next(messages))
-            assert (message.get("id"), message.get("data", {}).get("available")) == (
-                stream_ids(app)[-1],
-                available,
-            )
+        messages = streams.follow(None)
+        assert parse(next(messages)) == [{"comments": [], "retry": stream.RETRY_MS}]
+        assert [m["data"]["available"] for m in parse(next(messages))] == [4]
+        assert next(messages) == ": ping\n\n"  # several polls later
     finally:
-        messages.close()
-        slow.close()
-        for thread in threading.enumerate():
-            if thread.name == f"stream-reader-{STORE}":
-                thread.join(DEADLINE)
+        blocker.rollback()
+        blocker.close()
+    # A poll that waited for the lock would wait out busy_timeout (10 s) first.
+    assert time.monotonic() - began < 5
+    messages.close()
 
 
-def test_only_a_committed_stock_change_marks_the_session(app):
-    make_product(app, "tee-m", stock=5)
-    with app.app_context():
-        assert inventory.take("tee-m", STORE) is not None
-        assert db.session.info[inventory.CHANGED] is True
-        db.session.rollback()
-        assert inventory.CHANGED not in db.session.info
-        assert inventory.take("tee-m", STORE) is not None
-        db.session.commit()
-        assert inventory.CHANGED not in db.session.info
-
-
-def test_clients_at_different_points_each_get_exactly_their_missing_rows(app, broker):
+def test_clients_at_different_points_each_get_exactly_their_missing_rows(app, streams):
     make_product(app, "tee-m", stock=10)
-    ahead, behind = broker.follow(None), broker.follow(None)
+    ahead, behind = streams.follow(None), streams.follow(None)
     for messages in (ahead, behind):
         next(messages)
         next(messages)
@@ -241,124 +219,17 @@ def test_clients_at_different_points_each_get_exactly_their_missing_rows(app, br
     behind.close()
 
 
-class Chunks:
-    """The far end of a direct client's socket: reads HTTP/1.1 chunks and parses their SSE."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.file = sock.makefile("rb")
-        sock.settimeout(DEADLINE)
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-    def message(self) -> list[dict]:
-        size = int(self.file.readline().strip(), 16)
-        data = self.file.read(size)
-        assert self.file.read(2) == b"\r\n", "a chunk must end with CRLF"
-        return parse(data.decode())
-
-    def stock(self, count: int) -> list[dict]:
-        received: list[dict] = []
-        while len(received) < count:
-            received += [m for m in self.message() if m.get("event") == "stock"]
-        return received
-
-
-def serve_direct(broker, last_id):
-    """Follow like gunicorn with the client's socket; return the far end and the thread."""
-    ours, theirs = socket.socketpair()
-    messages = broker.follow(last_id, ours)
-    first = [next(messages), next(messages)]  # what gunicorn sends itself: retry, catch-up
-    thread = threading.Thread(target=lambda: list(messages), daemon=True)
-    thread.start()
-    return first, Chunks(theirs), thread, ours
-
-
-def test_only_a_plain_gunicorn_socket_on_http_1_1_is_written_directly():
-    ours, theirs = socket.socketpair()
-
-    class TLS(socket.socket):
-        pass
-
-    try:
-        env = {"SERVER_PROTOCOL": "HTTP/1.1", "gunicorn.socket": ours}
-        assert stream.direct_socket(env) is ours
-        assert stream.direct_socket({**env, "SERVER_PROTOCOL": "HTTP/1.0"}) is None
-        assert stream.direct_socket({"SERVER_PROTOCOL": "HTTP/1.1"}) is None  # flask run
-        with TLS() as tls:
-            assert stream.direct_socket({**env, "gunicorn.socket": tls}) is None
-    finally:
-        ours.close()
-        theirs.close()
-
-
-def test_a_direct_client_gets_live_changes_written_to_its_socket_as_chunks(app, broker):
-    make_product(app, "tee-m", stock=50)
-    first, far, thread, ours = serve_direct(broker, None)
-    assert parse(first[1])[0]["data"]["available"] == 50
-    take(app, "tee-m", times=3)
-    received = far.stock(3)
-    assert [m["data"]["available"] for m in received] == [49, 48, 47]
-    assert [m["id"] for m in received] == stream_ids(app)[-3:]
-    assert far.message() == [{"comments": ["ping"]}]  # after a quiet ping interval
-    broker.close()
-    thread.join(DEADLINE)
-    assert not thread.is_alive() and broker.clients == 0
-    far.close()
-    ours.close()
-
-
-def test_a_direct_client_that_cannot_keep_up_still_gets_every_row_in_order(app, broker):
-    make_product(app, "tee-m", stock=500)
-    first, far, thread, ours = serve_direct(broker, None)
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    # Many sales while nobody reads: the socket's buffer fills, the reader leaves the rest
-    # of its frame to the client's own thread, and the rows still arrive whole and in order.
-    with app.app_context():
-        for _ in range(300):
-            inventory.take("tee-m", STORE)
-            db.session.commit()
-    received = far.stock(300)
-    assert [m["id"] for m in received] == stream_ids(app)[-300:]
-    assert received[-1]["data"]["available"] == 200
-    broker.close()
-    thread.join(DEADLINE)
-    far.close()
-    ours.close()
-
-
-def test_a_direct_client_that_hangs_up_is_dropped(app, broker):
-    make_product(app, "tee-m", stock=5)
-    first, far, thread, ours = serve_direct(broker, None)
-    far.close()
-    take(app, "tee-m")
-    take(app, "tee-m")
-    thread.join(DEADLINE)
-    assert not thread.is_alive()
-    assert broker.clients == 0
-    ours.close()
-
-
-def test_close_ends_streams_and_the_reader_stops(app, broker):
+def test_close_ends_open_streams_and_sends_new_clients_back_soon(app, streams):
     make_product(app, "tee-m", stock=1)
-    # Another test's reader may still be winding down: count only the one this starts.
-    before = set(threading.enumerate())
-    messages = broker.follow(None)
+    messages = streams.follow(None)
     next(messages)
     next(messages)
-    readers = [
-        t for t in threading.enumerate() if t.name == f"stream-reader-{STORE}" and t not in before
-    ]
-    assert len(readers) == 1
-    stream.close_all()
+    assert streams.clients == 1
+    streams.close()
     assert [m for m in messages if m != ": ping\n\n"] == []
-    readers[0].join(DEADLINE)
-    assert not readers[0].is_alive()
-    assert broker.clients == 0
+    assert streams.clients == 0
     # A browser reaching a stopping worker is told to come back soon, not in 10 s.
-    assert list(broker.follow(None)) == [f"retry: {stream.RETRY_MS}\n\n"]
+    assert list(streams.follow(None)) == [f"retry: {stream.RETRY_MS}\n\n"]
 
 
 class SSE:
@@ -457,9 +328,9 @@ def test_resume_over_http_loses_nothing_under_concurrent_sales(app, server_env):
     assert last == {"tee-m": 175, "mug": 150}
 
 
-def test_gunicorn_fits_each_workers_stream_limit_to_its_threads(app, server_env):
+def test_a_full_process_sends_streams_away_and_still_answers_requests(app, server_env):
     make_product(app, "tee-m", stock=1)
-    server = LiveServer(server_env, threads=10).start()  # 10 threads - 8 spare = 2 streams
+    server = LiveServer({**server_env, "SWAGSTORE_STREAM_MAX_CLIENTS": "2"}, threads=4).start()
     clients = [SSE(server) for _ in range(3)]
     try:
         assert [c.message().get("retry") for c in clients] == [
@@ -474,11 +345,29 @@ def test_gunicorn_fits_each_workers_stream_limit_to_its_threads(app, server_env)
         server.stop()
 
 
+def test_sigterm_ends_open_streams_without_waiting_out_the_grace_period(app, server_env):
+    make_product(app, "tee-m", stock=1)
+    server = LiveServer(server_env).start()
+    clients = [SSE(server) for _ in range(3)]
+    for client in clients:
+        assert client.message()["retry"] == stream.RETRY_MS
+        assert client.message()["data"]["available"] == 1
+    stopping = threading.Thread(target=server.stop)
+    began = time.monotonic()
+    stopping.start()
+    for client in clients:
+        with pytest.raises((EOFError, http.client.IncompleteRead, ConnectionError)):
+            while True:
+                client.message()
+        client.close()
+    # Ended by the server at its next tick. Otherwise gunicorn would wait out its
+    # graceful_timeout (10 s) for streams that never end, and honcho kill it after 5 s.
+    assert time.monotonic() - began < 3
+    stopping.join(DEADLINE)
+
+
 def worker_serving(server: LiveServer, client_port: int) -> int:
     """Return the pid of the gunicorn worker holding this client's connection (from /proc)."""
-    master = server.proc.pid
-    with open(f"/proc/{master}/task/{master}/children") as f:
-        workers = [int(pid) for pid in f.read().split()]
     inode = None
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
@@ -487,7 +376,7 @@ def worker_serving(server: LiveServer, client_port: int) -> int:
             if int(local, 16) == server.port and int(remote, 16) == client_port:
                 inode = fields[9]
     assert inode is not None, "the server side of the connection is not in /proc/net/tcp"
-    for pid in workers:
+    for pid in server.processes():
         fds = f"/proc/{pid}/fd"
         for fd in os.listdir(fds):
             try:
