@@ -19,6 +19,9 @@ threads = int(os.environ.get("SWAGSTORE_THREADS", "32"))
 timeout = 60
 graceful_timeout = 10
 keepalive = 5
+# gunicorn 24+ opens a control socket (and a thread for it) in ~/.gunicorn, shared by every
+# gunicorn of the user; the booth has no use for it.
+control_socket_disable = True
 accesslog = "-"
 # No query strings or headers in the log: they may carry session ids.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'

@@ -116,9 +116,11 @@ def run_tasks_command(once: bool) -> None:
 @with_appcontext
 def worker_command() -> None:
     """Run the background worker: outbox tasks, hold expiry, sandbox deliveries."""
-    click.echo(f"Worker started (pid {os.getpid()}); Ctrl-C or SIGTERM stops it.")
-    worker.run(current_app._get_current_object())
-    click.echo("Worker stopped.")
+    done = worker.run(
+        current_app._get_current_object(),
+        started=lambda: click.echo(f"Worker started (pid {os.getpid()}); Ctrl-C stops it."),
+    )
+    click.echo(f"Worker stopped after {done} tasks run, sessions expired, events delivered.")
 
 
 @click.command("poll-events")

@@ -96,7 +96,7 @@ def jobs(app: Flask) -> list[Job]:
     return found
 
 
-def run_round(app: Flask, round_jobs: list[Job]) -> int:
+def run_round(round_jobs: list[Job]) -> int:
     """Run every job once; return how much work they found (0: the worker may sleep)."""
     done = 0
     for job in round_jobs:
@@ -120,25 +120,38 @@ class _Stop:
         self.requested = True
 
 
-def run(app: Flask, *, rounds: int | None = None) -> None:
-    """Run rounds until SIGTERM or Ctrl-C (or `rounds` rounds): the worker's main loop."""
+def run(
+    app: Flask, *, rounds: int | None = None, started: Callable[[], None] | None = None
+) -> int:
+    """Run rounds until SIGTERM or Ctrl-C (or `rounds` rounds); return the work done.
+
+    `started` is called once the signals are caught, so from then on a stop is clean.
+    """
     stop = _Stop()
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if started is not None:
+        started()
     store = app.config["STORE_ID"]
     idle = app.config["WORKER_IDLE_SECONDS"]
     last_beat = 0.0
-    with app.app_context():
-        round_jobs = jobs(app)
-        count = 0
-        while not stop.requested and (rounds is None or count < rounds):
-            count += 1
-            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
-                try:
-                    beat(store)
-                    last_beat = time.monotonic()
-                except Exception:
-                    log.exception("worker: heartbeat failed")
-                    db.session.rollback()
-            if not run_round(app, round_jobs) and not stop.requested:
-                time.sleep(idle)
+    count = done = 0
+    try:
+        with app.app_context():
+            round_jobs = jobs(app)
+            while not stop.requested and (rounds is None or count < rounds):
+                count += 1
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                    try:
+                        beat(store)
+                        last_beat = time.monotonic()
+                    except Exception:
+                        log.exception("worker: heartbeat failed")
+                        db.session.rollback()
+                found = run_round(round_jobs)
+                done += found
+                if not found and not stop.requested:
+                    time.sleep(idle)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return done

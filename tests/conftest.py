@@ -343,7 +343,9 @@ class LiveServer:
 
     def worker_pid(self) -> int:
         """Return the pid of the running `flask --app swagstore worker`."""
-        (pid,) = [p for p in self.processes() if "swagstore worker" in cmdline(p)]
+        found = [(p, cmdline(p)) for p in self.processes()]
+        # Not the shell of the Procfile's restart loop, which names the command too.
+        (pid,) = [p for p, cmd in found if "swagstore worker" in cmd and "while" not in cmd]
         return pid
 
     def _groups(self) -> set[int]:

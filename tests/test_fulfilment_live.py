@@ -1,8 +1,8 @@
 """Fulfilment end to end: a running server, the sandbox over HTTP, the real SDK, real faults.
 
-Phones are threads calling the sandbox's hosted pages; the sandbox delivers its events to
-the server's webhook; the server's task thread makes the captures, voids, refunds and link
-switches. Every test ends by checking the app's tables against the sandbox's own ledger.
+Phones are threads calling the sandbox's hosted pages; the worker delivers the sandbox's
+events to the webhook and makes the captures, voids, refunds and link switches. Every test
+ends by checking the app's tables against the sandbox's own ledger.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import func, select
 from stripe_fixtures import sign
 
-from conftest import STORE, both_databases, free_port, make_product
+from conftest import STORE, both_databases, cmdline, free_port, make_product
 from swagstore import inventory, payments
 from swagstore.models import PaymentLink, Sale, Stock, StripeEvent, Task, db
 
@@ -220,7 +220,7 @@ def signed(app, event: dict) -> tuple[bytes, dict[str, str]]:
 
 @pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_SANDBOX_DELIVER": "false"}])
 @pytest.mark.parametrize("capture", ["manual"])
-def test_a_server_killed_mid_burst_loses_no_answered_event_and_finishes_its_tasks(
+def test_web_and_worker_killed_mid_burst_lose_no_answered_event_and_finish_the_tasks(
     app, runner, sandbox, capture
 ):
     link = link_for_sale(app, runner, stock=10)
@@ -254,11 +254,13 @@ def test_a_server_killed_mid_burst_loses_no_answered_event_and_finishes_its_task
         threading.Thread(target=stripe, args=(events[i::6],), kwargs={"kill_at": 8})
         for i in range(6)
     ]
+    processes = sandbox.server.processes()
     for t in senders:
         t.start()
     for t in senders:
         t.join(120)
 
+    assert not [pid for pid in processes if cmdline(pid)], "a web or worker process survived"
     with app.app_context():
         recorded = set(db.session.scalars(select(StripeEvent.id)).all())
         db.session.rollback()
@@ -376,7 +378,7 @@ def test_a_delayed_payment_takes_stock_only_when_it_succeeds(app, runner, sandbo
     assert snapshot(app)["on_hand"] == 0
 
 
-@pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_TASK_THREAD": "false"}])
+@pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_WORKER_TASKS": "false"}])
 @pytest.mark.parametrize("capture", ["manual"])
 def test_a_capture_stripe_refuses_for_good_is_failed_with_the_reason(
     app, runner, sandbox, capture

@@ -362,11 +362,11 @@ def events_applied(app, kind: str) -> int:
 
 @pytest.fixture
 def race_server(app, shop_server):
-    """A server whose task runner is off, so the test decides when tasks run."""
+    """A server whose worker leaves the outbox alone, so the test decides when tasks run."""
     make_product(app, stock=1)
 
     def start(mode: str) -> Sandbox:
-        return shop_server(mode, workers=1, threads=16, TASK_THREAD="false")
+        return shop_server(mode, workers=1, threads=16, WORKER_TASKS="false")
 
     return start
 
