@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from . import holds, inventory, tasks
 from .models import Hold, Sale, Stock, Store, StripeEvent, db, utcnow
@@ -59,32 +59,6 @@ def apply(event: dict[str, Any]) -> Result:
         if _seen(event["id"]):
             return Result("duplicate")
         raise
-
-
-def apply_all(events: list[dict[str, Any]]) -> list[Result | Exception]:
-    """Apply events in order in one transaction and commit once; a failed one goes alone."""
-    try:
-        results = [_apply_uncommitted(event) for event in events]
-        db.session.commit()
-    except OperationalError:
-        # The database is locked or failing: nothing is applied, so every event is retried.
-        db.session.rollback()
-        raise
-    except Exception:
-        # One malformed or conflicting event must not sink the others: each goes alone and
-        # gets its own answer.
-        db.session.rollback()
-        return [_apply_alone(event) for event in events]
-    for event, result in zip(events, results, strict=True):
-        _log_unmatched(event, result)
-    return results
-
-
-def _apply_alone(event: dict[str, Any]) -> Result | Exception:
-    try:
-        return apply(event)
-    except Exception as e:
-        return e
 
 
 def _seen(event_id: str) -> bool:
