@@ -1,8 +1,9 @@
 """The one background worker: everything that is not an answer to a request.
 
-`flask --app swagstore worker` loops in rounds. Each round records a heartbeat (so
-/healthz can tell a worker that is gone), then runs its jobs: end holds whose time is up,
-run due outbox tasks, and in sandbox mode expire due sessions and deliver due webhooks.
+`flask --app swagstore worker` loops in rounds. A round records a heartbeat (at most every
+HEARTBEAT_SECONDS, so /healthz can tell a worker that is gone), then runs its jobs: end
+holds whose time is up, run due outbox tasks, and in sandbox mode expire due sessions and
+deliver due webhooks.
 A round that found work is followed at once by the next; an idle one sleeps
 WORKER_IDLE_SECONDS. Every job claims its rows with a guarded UPDATE (tasks with a lease),
 so a second worker started by mistake shares the work and never doubles it. Web
