@@ -1,4 +1,7 @@
-"""`make dev` from a fresh copy of the repository: the README's first command, for real."""
+"""`make dev` from a fresh copy of the repository: the README's first command, for real.
+
+It starts web and worker (honcho, Procfile.dev); Ctrl-C stops both.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import time
 
 import requests
 
-from conftest import ROOT, csrf_from, free_port
+from conftest import ROOT, cmdline, csrf_from, descendants, free_port
 
 
 def fresh_clone(dest) -> None:
@@ -89,7 +92,27 @@ def test_make_dev_from_a_fresh_clone_serves_the_demo_store(tmp_path):
             assert stock.url == f"http://127.0.0.1:{port}/admin", stock.text
             assert "tee-xl" in stock.text and "SANDBOX: no real payments" in stock.text
         assert (clone / "instance" / "admin_password").read_text().strip() == password
+        # The worker runs beside the web server (Procfile.dev), and is seen on /healthz.
+        health = wait_for_worker(port)
+        assert health["status"] == "ok" and health["worker"]["ok"], health
+        processes = descendants(proc.pid)
+        assert any("swagstore worker" in cmdline(pid) for pid in processes)
+        # Ctrl-C in the terminal: SIGINT to the foreground group stops web and worker.
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        assert not [pid for pid in processes if cmdline(pid)], "a process outlived Ctrl-C"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
         proc.stdout.close()
+
+
+def wait_for_worker(port: int) -> dict:
+    """Return /healthz once it has seen the worker (it starts beside the web server)."""
+    deadline = time.monotonic() + 120
+    while True:
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+        if health["worker"]["ok"] or time.monotonic() > deadline:
+            return health
+        time.sleep(0.5)

@@ -19,7 +19,7 @@ STORE = "booth"
 @pytest.fixture
 def sandbox_env():
     # The test runs each sync_link task itself, at the moment it chooses.
-    return {"TASK_THREAD": "false"}
+    return {"SWAGSTORE_WORKER_TASKS": "false"}
 
 
 def sandbox_counts(sandbox) -> dict[str, int]:
