@@ -6,10 +6,9 @@ at all. Each returns the new `Level`, or None when the guard refused the change 
 enough stock, or no such item at that store).
 
 This is the bottom layer of the domain: it imports only the models and decides nothing
-about Stripe. It marks the session instead, and the layers above act on the marks when
-the transaction commits: `CHANGED` wakes the live stream (stream.py), and `LINKS_STALE`
-names each item whose availability crossed zero, for which tasks.py queues a payment
-link switch in that same transaction (its before_commit hook).
+about Stripe. It marks the session instead: `LINKS_STALE` names each item whose
+availability crossed zero, for which tasks.py queues a payment link switch in that same
+transaction (its before_commit hook). The live stream needs no mark: it polls the log.
 """
 
 from __future__ import annotations
@@ -132,8 +131,6 @@ _RESTOCK = _guarded({"on_hand": _stock.c.on_hand + _n}, None)
 _ADJUST = _guarded({"on_hand": _n}, _stock.c.reserved <= _n)
 _LOG = insert(StockEvent.__table__)
 _LOCK_LOG = text("SELECT pg_advisory_xact_lock(:key, hashtext(:store))")
-# Set on the session by every change: stream.py wakes its reader after such a commit.
-CHANGED = "swagstore.stock_changed"
 # session.info[LINKS_STALE]: the (sku, store) items whose payment link may now be wrong.
 LINKS_STALE = "swagstore.links_stale"
 
@@ -174,7 +171,6 @@ def _change(
             "actor": actor,
         },
     )
-    db.session.info[CHANGED] = True
     if available_delta is None:
         crossed = True  # an adjustment may go either way; a spare sync is harmless
     else:

@@ -106,11 +106,16 @@ LAYERS = [
     {"swagstore.hold_checkout"},
     {"swagstore.tasks"},
     {"swagstore.fulfilment", "swagstore.sales", "swagstore.backoffice"},
-    {"swagstore.events", "swagstore.group_commit", "swagstore.stream"},
+    {"swagstore.events", "swagstore.stream"},
 ]
 DOMAIN = set().union(*LAYERS)
-# The web and command layer: blueprints, the app-wide error pages, the flask commands.
-UPPER = {m for m in MODULES if m in ("swagstore.cli", "swagstore.errors") or ".views" in m}
+# The web and command layer: blueprints, the app-wide error pages, the flask commands and
+# the background worker they start.
+UPPER = {
+    m
+    for m in MODULES
+    if m in ("swagstore.cli", "swagstore.errors", "swagstore.worker") or ".views" in m
+}
 SANDBOX = {m for m in MODULES if m.startswith("swagstore.sandbox")}
 
 
@@ -134,12 +139,13 @@ def test_only_payments_imports_stripe():
     assert {m for m, targets in GRAPH.items() if "stripe" in targets} == {"swagstore.payments"}
 
 
-def test_the_sandbox_is_loaded_only_by_the_app_factory_and_init_db_in_sandbox_mode():
-    # Both import it inside the function, under `if SANDBOX`: the factory mounts it and
-    # init-db makes its tables. test_factory proves a live store then never loads it.
+def test_the_sandbox_is_loaded_only_by_the_app_factory_init_db_and_worker_in_sandbox_mode():
+    # Each imports it inside a function, under `if SANDBOX`: the factory mounts it, init-db
+    # makes its tables, the worker delivers its webhooks. test_factory proves a live store
+    # then never loads it.
     product = set(MODULES) - SANDBOX
     importers = {m for m in product if GRAPH[m] & SANDBOX}
-    assert importers == {"swagstore", "swagstore.cli"}
+    assert importers == {"swagstore", "swagstore.cli", "swagstore.worker"}
     assert GRAPH["swagstore"] & SANDBOX == {"swagstore.sandbox"}
     assert not any(imports_of(m, top_level_only=True) & SANDBOX for m in product)
 

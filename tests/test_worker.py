@@ -84,6 +84,25 @@ def test_a_worker_never_seen_is_not_ok(app):
         assert not worker.last_seen(STORE).ok
 
 
+def test_a_live_stores_worker_never_loads_the_sandbox(app, app_config):
+    config = {k: v for k, v in app_config.items() if k != "TESTING"}
+    config["STRIPE_SECRET_KEY"] = "sk_test_live_store"
+    code = (
+        "import sys\n"
+        "from swagstore import create_app, worker\n"
+        f"app = create_app({config!r})\n"
+        "assert worker.run(app, rounds=2) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('swagstore.sandbox')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    with app.app_context():
+        assert worker.last_seen(STORE).ok  # it did run its rounds
+
+
 @both_databases
 def test_two_workers_started_by_mistake_run_every_task_once(app, server_env):
     make_product(app, stock=1)
