@@ -8,27 +8,38 @@ import pytest
 import requests
 
 from conftest import make_product
+from swagstore.sandbox.checkout import SESSION_PARAMS
 from swagstore.sandbox.errors import StripeError
 from swagstore.sandbox.forms import decode
+from swagstore.sandbox.params import check
 
 
-def test_decode_reads_stripes_bracket_notation():
-    params = decode(
-        [
-            ("metadata[sku]", "tee-m"),
-            ("line_items[0][price]", "price_1"),
-            ("line_items[0][quantity]", "1"),
-            ("line_items[1][price]", "price_2"),
-            ("types[]", "a"),
-            ("types[]", "b"),
-            ("expires_at", "123"),
-        ]
-    )
-    assert params == {
-        "metadata": {"sku": "tee-m"},
-        "line_items": [{"price": "price_1", "quantity": "1"}, {"price": "price_2"}],
-        "types": ["a", "b"],
-        "expires_at": "123",
+def test_decode_reads_stripes_bracket_notation_and_the_api_says_which_are_arrays():
+    pairs = [
+        ("metadata[sku]", "tee-m"),
+        ("line_items[0][price]", "price_1"),
+        ("line_items[0][quantity]", "1"),
+        ("line_items[1][price]", "price_2"),
+        ("line_items[1][quantity]", "2"),
+        ("metadata[0]", "a digit key stays a key"),
+        ("expires_at", "1700000000"),
+        ("mode", "payment"),
+    ]
+    raw = decode(pairs)
+    assert raw["line_items"] == {
+        "0": {"price": "price_1", "quantity": "1"},
+        "1": {"price": "price_2", "quantity": "2"},
+    }
+    assert decode([("types[]", "a"), ("types[]", "b")]) == {"types": {"0": "a", "1": "b"}}
+    shaped = check("POST /v1/checkout/sessions", raw, SESSION_PARAMS)
+    assert shaped == {
+        "metadata": {"sku": "tee-m", "0": "a digit key stays a key"},
+        "line_items": [
+            {"price": "price_1", "quantity": "1"},
+            {"price": "price_2", "quantity": "2"},
+        ],
+        "expires_at": "1700000000",
+        "mode": "payment",
     }
     with pytest.raises(StripeError):
         decode([("bad]name", "x")])
@@ -124,7 +135,7 @@ def test_sessions_expire_when_the_clock_passes_expires_at(sandbox):
         timeout=30,
     )
     assert late.status_code == 400
-    assert late.json()["error"]["code"] == "checkout_session_not_open"
+    assert "is expired and can no longer be paid" in late.json()["error"]["message"]
 
 
 def test_hosted_pages_show_the_sandbox_banner_and_pay_from_a_browser_form(sandbox):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
@@ -15,15 +14,17 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..models import db
-from . import checkout, faults, intents, products
+from . import checkout, faults, idempotency, intents, products
 from .errors import StripeError, invalid
 from .forms import decode
-from .models import SandboxEvent, SandboxIdempotency, SandboxObject, engine
+from .models import SandboxEvent, SandboxObject, engine
+from .params import check as check_params
 from .store import (
+    API_VERSION,
     created_filter,
     get,
+    item_page,
     new_id,
-    now,
     object_seq,
     objects,
     origin,
@@ -33,6 +34,8 @@ from .store import (
 
 bp = Blueprint("sandbox_api", __name__, url_prefix="/sandbox/v1")
 View = Callable[..., Any]
+# The list parameters every list endpoint honours.
+PAGING = ("limit", "starting_after", "ending_before")
 
 
 def base_url() -> str:
@@ -40,99 +43,101 @@ def base_url() -> str:
     return (current_app.config["PUBLIC_URL"] or request.host_url).rstrip("/")
 
 
-def stripe_api(view: View) -> View:
-    """Wrap a view with Stripe's key check, faults, Idempotency-Key replay and error shapes."""
+def stripe_api(operation: str | None, supports: Iterable[str] = ()) -> Callable[[View], View]:
+    """Serve a view as Stripe's `operation` ("POST /v1/refunds"): key check, faults,
+    parameter checks (only `supports` may be used), Idempotency-Key replay, error shapes."""
+    supported = tuple(supports)
 
-    @wraps(view)
-    def wrapper(**kwargs: Any) -> Response:
-        request_id = new_id("req_", 14)
-        try:
-            api_key = _authenticate()
-        except StripeError as e:
-            return _json(e.body(), e.status, request_id)
-        if request.method == "GET":
-            checkout.expire_due_quietly()
-            # Reads take no write lock, so a GET never waits on a caller's open transaction.
-            db.session.connection(
-                bind_arguments={"bind": engine()},
-                execution_options={"isolation_level": "AUTOCOMMIT"},
-            )
-        fault = faults.take(request.path.removeprefix("/sandbox"))
-        if request.method != "GET":
-            db.session.commit()
-        if fault is not None and fault.mode == "error":
-            body = {"error": {"type": "api_error", "message": "Sandbox fault: internal error."}}
-            return _json(body, 500, request_id)
-        key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
-        body, status, replayed = _run(view, kwargs, api_key, key, request_id)
-        try:
-            db.session.commit()
-        except IntegrityError:
-            # A twin request with this key committed first (possible on PostgreSQL, where
-            # nothing serialises them): undo ours and answer 409, which the SDK retries.
-            db.session.rollback()
-            error = StripeError(
-                409,
-                "idempotency_error",
-                "There is currently another in-progress request using this Idempotent Key "
-                "(that probably means you submitted twice, and the other request is still "
-                "going through): " + str(key),
-            )
-            body, status, replayed = error.body(), error.status, False
-        if fault is not None:
-            # The work is done and stored; only the answer is late, as when a network drops.
-            time.sleep(fault.seconds)
-        return _json(body, status, request_id, replayed=replayed)
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(**kwargs: Any) -> Response:
+            return _serve(view, kwargs, operation, supported)
 
-    return wrapper
+        wrapper.operation = operation  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _serve(
+    view: View, kwargs: dict[str, Any], operation: str | None, supported: tuple[str, ...]
+) -> Response:
+    request_id = new_id("req_", 14)
+    try:
+        _authenticate()
+    except StripeError as e:
+        return _json(e.body(), e.status, request_id)
+    if request.method == "GET":
+        checkout.expire_due_quietly()
+        # Reads take no write lock, so a GET never waits on a caller's open transaction.
+        db.session.connection(
+            bind_arguments={"bind": engine()},
+            execution_options={"isolation_level": "AUTOCOMMIT"},
+        )
+    fault = faults.take(request.path.removeprefix("/sandbox"))
+    if request.method != "GET":
+        db.session.commit()
+    if fault is not None and fault.mode == "error":
+        # A fault in front of the API: nothing ran, nothing is kept under the key.
+        body = {"error": {"type": "api_error", "message": "Sandbox fault: internal error."}}
+        return _json(body, 500, request_id)
+    key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+    crash = fault is not None and fault.mode == "crash"
+    body, status, replayed = _run(view, kwargs, operation, supported, key, request_id, crash)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A twin request with this key committed first (possible on PostgreSQL, where
+        # nothing serialises them): undo ours and answer 409, which the SDK retries.
+        db.session.rollback()
+        error = idempotency.in_use(str(key))
+        body, status, replayed = error.body(), error.status, False
+    if fault is not None and fault.mode == "timeout":
+        # The work is done and stored; only the answer is late, as when a network drops.
+        time.sleep(fault.seconds)
+    return _json(body, status, request_id, replayed=replayed, kept=bool(key))
 
 
 def _run(
-    view: View, kwargs: dict[str, Any], api_key: str, key: str | None, request_id: str
+    view: View,
+    kwargs: dict[str, Any],
+    operation: str | None,
+    supported: tuple[str, ...],
+    key: str | None,
+    request_id: str,
+    crash: bool,
 ) -> tuple[Any, int, bool]:
     """Run a view once per Idempotency-Key; return (body, status, replayed)."""
-    fingerprint = hashlib.sha256(
-        json.dumps([request.method, request.path, sorted(request.form.items(multi=True))]).encode()
-    ).hexdigest()
-    stored_key = f"{hashlib.sha256(api_key.encode()).hexdigest()[:16]}:{key}"
-    if key:
-        # The first statement takes the write lock, so a concurrent twin waits for our answer.
-        stored = db.session.get(SandboxIdempotency, stored_key)
-        if stored is not None:
-            if stored.fingerprint != fingerprint:
-                error = StripeError(
-                    400,
-                    "idempotency_error",
-                    "Keys for idempotent requests can only be used with the same parameters "
-                    f"they were first used with. Try using a key other than '{key}' if you "
-                    "meant to execute a different request.",
-                )
-                return error.body(), error.status, False
-            return json.loads(stored.body), stored.status, True
+    pairs = list((request.form if request.method == "POST" else request.args).items(multi=True))
+    endpoint = f"{request.method} {request.path.removeprefix('/sandbox')}"
+    digest = idempotency.fingerprint(pairs)
+    try:
+        if key:
+            answer = idempotency.lookup(key, endpoint, digest)
+            if answer is not None:
+                return answer.body, answer.status, True
+        raw = decode(pairs)
+        checked = check_params(operation, raw, supported) if operation else raw
+    except StripeError as e:
+        # Refused before the endpoint ran: Stripe keeps nothing under the key.
+        return e.body(), e.status, False
     token = origin.set((request_id, key))
     try:
-        pairs = request.form if request.method == "POST" else request.args
-        params = decode(pairs.items(multi=True))
-        body, status = view(params, **kwargs), 200
+        if crash:
+            raise StripeError(500, "api_error", "Sandbox fault: the endpoint failed.")
+        body, status = view(checked, **kwargs), 200
     except StripeError as e:
         db.session.rollback()
         body, status = e.body(), e.status
     finally:
         origin.reset(token)
     if key:
-        db.session.add(
-            SandboxIdempotency(
-                key=stored_key,
-                fingerprint=fingerprint,
-                status=status,
-                body=json.dumps(body),
-                created=now(),
-            )
-        )
+        idempotency.remember(key, endpoint, digest, body, status)
     return body, status, False
 
 
 def _authenticate() -> str:
+    """Return the request's secret key, or refuse it as Stripe does (401, no code)."""
     header = request.headers.get("Authorization", "")
     key = ""
     if header.startswith("Bearer "):
@@ -146,7 +151,6 @@ def _authenticate() -> str:
             "You did not provide an API key. You need to provide your API key in the "
             "Authorization header, using Bearer auth "
             "(e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
-            code="api_key_missing",
         )
     if not key.startswith("sk_test_"):
         shown = key[:8] + "*" * max(0, len(key) - 12) + key[-4:]
@@ -154,7 +158,6 @@ def _authenticate() -> str:
             401,
             "invalid_request_error",
             f"Invalid API Key provided: {shown}. The sandbox accepts any sk_test_ key.",
-            code="api_key_invalid",
         )
     return key
 
@@ -177,14 +180,19 @@ def _failed(error: Exception) -> Response:
     return _json(failure.body(), failure.status, new_id("req_", 14))
 
 
-def _json(body: Any, status: int, request_id: str, *, replayed: bool = False) -> Response:
+def _json(
+    body: Any, status: int, request_id: str, *, replayed: bool = False, kept: bool = False
+) -> Response:
     response = current_app.response_class(
         json.dumps(body, indent=2) + "\n", status=status, mimetype="application/json"
     )
     response.headers["Request-Id"] = request_id
-    response.headers["Stripe-Version"] = "sandbox"
+    response.headers["Stripe-Version"] = API_VERSION
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    if status >= 500 and kept:
+        # The failure is kept under the key: a retry with it would only replay it.
+        response.headers["Stripe-Should-Retry"] = "false"
     return response
 
 
@@ -199,37 +207,37 @@ def _list(kind: str, params: dict[str, Any], *clauses: Any) -> dict[str, Any]:
 
 
 @bp.post("/products")
-@stripe_api
+@stripe_api("POST /v1/products", products.PRODUCT_PARAMS)
 def create_product(params: dict) -> dict:
     return products.create_product(params)
 
 
 @bp.get("/products")
-@stripe_api
+@stripe_api("GET /v1/products", (*PAGING, "created"))
 def list_products(params: dict) -> dict:
     return _list("product", params)
 
 
 @bp.get("/products/<product_id>")
-@stripe_api
+@stripe_api("GET /v1/products/{id}")
 def retrieve_product(params: dict, product_id: str) -> dict:
     return get("product", product_id).data
 
 
 @bp.post("/products/<product_id>")
-@stripe_api
+@stripe_api("POST /v1/products/{id}", products.PRODUCT_PARAMS)
 def update_product(params: dict, product_id: str) -> dict:
     return products.update_product(product_id, params)
 
 
 @bp.post("/prices")
-@stripe_api
+@stripe_api("POST /v1/prices", products.PRICE_PARAMS)
 def create_price(params: dict) -> dict:
     return products.create_price(params)
 
 
 @bp.get("/prices")
-@stripe_api
+@stripe_api("GET /v1/prices", (*PAGING, "created", "product"))
 def list_prices(params: dict) -> dict:
     clauses = []
     if product := params.get("product"):
@@ -238,13 +246,13 @@ def list_prices(params: dict) -> dict:
 
 
 @bp.get("/prices/<price_id>")
-@stripe_api
+@stripe_api("GET /v1/prices/{price}")
 def retrieve_price(params: dict, price_id: str) -> dict:
     return get("price", price_id).data
 
 
 @bp.post("/prices/<price_id>")
-@stripe_api
+@stripe_api("POST /v1/prices/{price}", products.PRICE_UPDATE_PARAMS)
 def update_price(params: dict, price_id: str) -> dict:
     return products.update_price(price_id, params)
 
@@ -253,69 +261,64 @@ def update_price(params: dict, price_id: str) -> dict:
 
 
 @bp.post("/payment_links")
-@stripe_api
+@stripe_api("POST /v1/payment_links", products.LINK_PARAMS)
 def create_payment_link(params: dict) -> dict:
     return products.create_payment_link(params, base_url())
 
 
 @bp.get("/payment_links")
-@stripe_api
+@stripe_api("GET /v1/payment_links", PAGING)
 def list_payment_links(params: dict) -> dict:
     return _list("payment_link", params)
 
 
 @bp.get("/payment_links/<link_id>")
-@stripe_api
+@stripe_api("GET /v1/payment_links/{payment_link}")
 def retrieve_payment_link(params: dict, link_id: str) -> dict:
     return get("payment_link", link_id).data
 
 
 @bp.post("/payment_links/<link_id>")
-@stripe_api
+@stripe_api("POST /v1/payment_links/{payment_link}", products.LINK_UPDATE_PARAMS)
 def update_payment_link(params: dict, link_id: str) -> dict:
     return products.update_payment_link(link_id, params)
 
 
 @bp.get("/payment_links/<link_id>/line_items")
-@stripe_api
+@stripe_api("GET /v1/payment_links/{payment_link}/line_items", PAGING)
 def payment_link_line_items(params: dict, link_id: str) -> dict:
-    return _item_list(products.link_line_items(link_id))
-
-
-def _item_list(items: list[dict[str, Any]]) -> dict[str, Any]:
-    url = request.path.removeprefix("/sandbox")
-    return {"object": "list", "data": items, "has_more": False, "url": url}
+    return item_page(products.link_line_items(link_id), params, request.path)
 
 
 # Checkout Sessions ------------------------------------------------------------------------
 
 
 @bp.post("/checkout/sessions")
-@stripe_api
+@stripe_api("POST /v1/checkout/sessions", checkout.SESSION_PARAMS)
 def create_checkout_session(params: dict) -> dict:
     return checkout.create_session(params, base_url())
 
 
 @bp.get("/checkout/sessions")
-@stripe_api
+@stripe_api("GET /v1/checkout/sessions", (*PAGING, *checkout.LIST_FILTERS))
 def list_checkout_sessions(params: dict) -> dict:
     return _list("checkout.session", params, *checkout.list_sessions_filter(params))
 
 
 @bp.get("/checkout/sessions/<session_id>")
-@stripe_api
+@stripe_api("GET /v1/checkout/sessions/{session}")
 def retrieve_checkout_session(params: dict, session_id: str) -> dict:
     return checkout.retrieve_session(session_id)
 
 
 @bp.get("/checkout/sessions/<session_id>/line_items")
-@stripe_api
+@stripe_api("GET /v1/checkout/sessions/{session}/line_items", PAGING)
 def checkout_session_line_items(params: dict, session_id: str) -> dict:
-    return _item_list(checkout.session_line_items(session_id))
+    return item_page(checkout.session_line_items(session_id), params, request.path)
 
 
 @bp.post("/checkout/sessions/<session_id>/expire")
-@stripe_api
+@stripe_api("POST /v1/checkout/sessions/{session}/expire")
 def expire_checkout_session(params: dict, session_id: str) -> dict:
     return checkout.expire_session(session_id)
 
@@ -324,43 +327,43 @@ def expire_checkout_session(params: dict, session_id: str) -> dict:
 
 
 @bp.post("/payment_intents")
-@stripe_api
+@stripe_api("POST /v1/payment_intents", intents.INTENT_PARAMS)
 def create_payment_intent(params: dict) -> dict:
     return intents.create_intent(params)
 
 
 @bp.get("/payment_intents/<intent_id>")
-@stripe_api
+@stripe_api("GET /v1/payment_intents/{intent}")
 def retrieve_payment_intent(params: dict, intent_id: str) -> dict:
     return intents.retrieve_intent(intent_id)
 
 
 @bp.post("/payment_intents/<intent_id>/capture")
-@stripe_api
+@stripe_api("POST /v1/payment_intents/{intent}/capture", ("amount_to_capture",))
 def capture_payment_intent(params: dict, intent_id: str) -> dict:
     return intents.capture_intent(intent_id, params)
 
 
 @bp.post("/payment_intents/<intent_id>/cancel")
-@stripe_api
+@stripe_api("POST /v1/payment_intents/{intent}/cancel", ("cancellation_reason",))
 def cancel_payment_intent(params: dict, intent_id: str) -> dict:
     return intents.cancel_intent(intent_id, params)
 
 
 @bp.post("/refunds")
-@stripe_api
+@stripe_api("POST /v1/refunds", intents.REFUND_PARAMS)
 def create_refund(params: dict) -> dict:
     return intents.create_refund(params)
 
 
 @bp.get("/refunds")
-@stripe_api
+@stripe_api("GET /v1/refunds", (*PAGING, "charge", "created", "payment_intent"))
 def list_refunds(params: dict) -> dict:
     return _list("refund", params, *intents.refund_filter(params))
 
 
 @bp.get("/refunds/<refund_id>")
-@stripe_api
+@stripe_api("GET /v1/refunds/{refund}")
 def retrieve_refund(params: dict, refund_id: str) -> dict:
     return get("refund", refund_id).data
 
@@ -369,7 +372,7 @@ def retrieve_refund(params: dict, refund_id: str) -> dict:
 
 
 @bp.get("/events")
-@stripe_api
+@stripe_api("GET /v1/events", (*PAGING, "created", "type", "types"))
 def list_events(params: dict) -> dict:
     stmt = select(SandboxEvent)
     if wanted := types_filter(params):
@@ -383,7 +386,7 @@ def _event_seq(event_id: str) -> int | None:
 
 
 @bp.get("/events/<event_id>")
-@stripe_api
+@stripe_api("GET /v1/events/{id}")
 def retrieve_event(params: dict, event_id: str) -> dict:
     event = db.session.scalar(select(SandboxEvent).where(SandboxEvent.id == event_id))
     if event is None:
@@ -394,7 +397,7 @@ def retrieve_event(params: dict, event_id: str) -> dict:
 
 
 @bp.route("/<path:rest>", methods=["GET", "POST", "DELETE"])
-@stripe_api
+@stripe_api(None)
 def unknown(params: dict, rest: str) -> dict:
     raise invalid(
         f"Unrecognized request URL ({request.method}: /v1/{rest}). The sandbox implements "

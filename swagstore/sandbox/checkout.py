@@ -12,9 +12,27 @@ from .errors import StripeError, invalid
 from .forms import integer, metadata, text
 from .intents import authorize, new_intent
 from .models import SandboxObject, SandboxSetting, engine
-from .products import line_items, payment_intent_data
+from .products import (
+    INTENT_DATA_PARAMS,
+    LINE_ITEM_PARAMS,
+    item_objects,
+    line_items,
+    payment_intent_data,
+)
 from .store import create, emit, get, new_id, now, update
 
+SESSION_PARAMS = (
+    *LINE_ITEM_PARAMS,
+    *INTENT_DATA_PARAMS,
+    "cancel_url",
+    "client_reference_id",
+    "customer_email",
+    "expires_at",
+    "metadata",
+    "mode",
+    "success_url",
+)
+LIST_FILTERS = ("created", "customer", "payment_intent", "payment_link", "status")
 DAY = 24 * 3600
 # Stripe's bounds for expires_at: from 30 minutes to 24 hours after creation.
 MIN_EXPIRY, MAX_EXPIRY = 30 * 60, DAY
@@ -59,7 +77,6 @@ def open_link_session(link_id: str, base_url: str) -> dict[str, Any]:
             410,
             "invalid_request_error",
             link["inactive_message"] or "This link is no longer active.",
-            code="payment_link_inactive",
         )
     created = now()
     return _open(
@@ -154,28 +171,9 @@ def _open(
         "wallet_options": None,
         **fields,
     }
-    lines = [
-        {
-            "id": new_id("li_"),
-            "object": "item",
-            "adjustable_quantity": i["adjustable_quantity"],
-            "amount_discount": 0,
-            "amount_subtotal": i["price"]["unit_amount"] * i["quantity"],
-            "amount_tax": 0,
-            "amount_total": i["price"]["unit_amount"] * i["quantity"],
-            "currency": currency,
-            "description": _product_name(i["price"]["product"]),
-            "metadata": {},
-            "price": i["price"],
-            "quantity": i["quantity"],
-        }
-        for i in items
-    ]
-    return create(data, {"line_items": lines, "payment_intent_data": intent_data}).data
-
-
-def _product_name(product_id: str) -> str:
-    return get("product", product_id).data["name"]
+    return create(
+        data, {"line_items": item_objects(items), "payment_intent_data": intent_data}
+    ).data
 
 
 def retrieve_session(session_id: str) -> dict[str, Any]:
@@ -196,7 +194,6 @@ def expire_session(session_id: str) -> dict[str, Any]:
         raise invalid(
             'Only Checkout Sessions with a status in ["open"] can be expired. '
             f"This Checkout Session has a status of `{status}`.",
-            code="checkout_session_not_open",
         )
     return _expire(row)
 
@@ -237,7 +234,6 @@ def pay_session(session_id: str, method: str = "card") -> dict[str, Any]:
     if session["status"] != "open":
         raise invalid(
             f"This Checkout Session is {session['status']} and can no longer be paid.",
-            code="checkout_session_not_open",
         )
     intent_data = row.private.get("payment_intent_data") or {}
     capture = intent_data.get("capture_method") or "automatic"

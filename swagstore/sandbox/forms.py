@@ -12,7 +12,10 @@ _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
 
 def decode(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Decode form pairs with bracket keys into nested params, numeric keys into lists."""
+    """Decode form pairs with bracket keys into nested dicts (`a[]` numbers its entries).
+
+    Which dicts are arrays is the API's to say: params.check() makes them lists.
+    """
     root: dict[str, Any] = {}
     for key, value in pairs:
         match = _KEY.match(key)
@@ -28,16 +31,7 @@ def decode(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             if parts[n + 1] == "":
                 parts[n + 1] = str(len(node))
         node[parts[-1]] = value
-    return _listify(root)
-
-
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    items = {k: _listify(v) for k, v in node.items()}
-    if items and all(k.isdigit() for k in items):
-        return [items[k] for k in sorted(items, key=int)]
-    return items
+    return root
 
 
 def integer(params: dict[str, Any], name: str, *, required: bool = False) -> int | None:

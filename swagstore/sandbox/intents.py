@@ -21,6 +21,8 @@ CANCELABLE = (
 )
 CANCEL_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+INTENT_PARAMS = ("amount", "capture_method", "currency", "description", "metadata")
+REFUND_PARAMS = ("amount", "charge", "metadata", "payment_intent", "reason")
 
 
 def new_intent(

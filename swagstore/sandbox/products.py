@@ -9,6 +9,30 @@ from .forms import boolean, integer, metadata, text
 from .store import create, emit, get, new_id, now, update
 
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+# The parameters each endpoint honours (Stripe accepts more; params.check refuses the rest).
+PRODUCT_PARAMS = ("active", "description", "metadata", "name")
+PRICE_PARAMS = ("active", "currency", "lookup_key", "metadata", "nickname", "product")
+PRICE_PARAMS += ("unit_amount",)
+PRICE_UPDATE_PARAMS = ("active", "metadata", "nickname")
+LINE_ITEM_PARAMS = tuple(
+    "line_items." + name
+    for name in (
+        "adjustable_quantity",
+        "price",
+        "price_data.currency",
+        "price_data.product",
+        "price_data.product_data.description",
+        "price_data.product_data.metadata",
+        "price_data.product_data.name",
+        "price_data.unit_amount",
+        "quantity",
+    )
+)
+INTENT_DATA_PARAMS = tuple(
+    "payment_intent_data." + name for name in ("capture_method", "description", "metadata")
+)
+LINK_UPDATE_PARAMS = ("active", "after_completion", "inactive_message", "metadata")
+LINK_PARAMS = (*LINE_ITEM_PARAMS, *INTENT_DATA_PARAMS, *LINK_UPDATE_PARAMS[1:])
 
 
 def create_product(params: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +270,7 @@ def create_payment_link(params: dict[str, Any], base_url: str) -> dict[str, Any]
         "transfer_data": None,
         "url": f"{base_url}/sandbox/pay/{link_id}",
     }
-    return create(data, {"line_items": items}).data
+    return create(data, {"line_items": items, "items": item_objects(items)}).data
 
 
 def update_payment_link(link_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -268,4 +292,25 @@ def update_payment_link(link_id: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def link_line_items(link_id: str) -> list[dict[str, Any]]:
     """Return a payment link's line items (Stripe shows them only when asked)."""
-    return get("payment_link", link_id).private["line_items"]
+    return get("payment_link", link_id).private["items"]
+
+
+def item_objects(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return checked line items as Stripe's `item` objects."""
+    return [
+        {
+            "id": new_id("li_"),
+            "object": "item",
+            "adjustable_quantity": item["adjustable_quantity"],
+            "amount_discount": 0,
+            "amount_subtotal": item["price"]["unit_amount"] * item["quantity"],
+            "amount_tax": 0,
+            "amount_total": item["price"]["unit_amount"] * item["quantity"],
+            "currency": item["price"]["currency"],
+            "description": get("product", item["price"]["product"]).data["name"],
+            "metadata": {},
+            "price": item["price"],
+            "quantity": item["quantity"],
+        }
+        for item in items
+    ]

@@ -100,12 +100,36 @@ def record(action: str, intent: dict[str, Any], amount: int) -> None:
     )
 
 
-def page(stmt: Select[Any], seq: Any, params: dict[str, Any], url: str, lookup: Any) -> dict:
-    """Answer a Stripe list object for rows of `stmt`, newest first, with cursor params."""
+def _limit(params: dict[str, Any]) -> int:
     limit = integer(params, "limit")
     limit = 10 if limit is None else limit
     if not 1 <= limit <= 100:
         raise invalid("This value must be between 1 and 100.", param="limit")
+    return limit
+
+
+def item_page(items: list[dict[str, Any]], params: dict[str, Any], path: str) -> dict:
+    """Answer a Stripe list object for line items, in their own order, with cursor params."""
+    limit = _limit(params)
+    ids = [item["id"] for item in items]
+    after, before = text(params, "starting_after"), text(params, "ending_before")
+    for name, cursor in (("starting_after", after), ("ending_before", before)):
+        if cursor and cursor not in ids:
+            raise missing("item", cursor, name)
+    if after:
+        items = items[ids.index(after) + 1 :]
+    if before:
+        items = items[: ids.index(before)]
+        shown, has_more = items[-limit:], len(items) > limit
+    else:
+        shown, has_more = items[:limit], len(items) > limit
+    url = path.removeprefix("/sandbox")
+    return {"object": "list", "data": shown, "has_more": has_more, "url": url}
+
+
+def page(stmt: Select[Any], seq: Any, params: dict[str, Any], url: str, lookup: Any) -> dict:
+    """Answer a Stripe list object for rows of `stmt`, newest first, with cursor params."""
+    limit = _limit(params)
     after, before = text(params, "starting_after"), text(params, "ending_before")
     if after:
         stmt = stmt.where(seq < _cursor(lookup, after, "starting_after"))
