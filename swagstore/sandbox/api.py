@@ -374,9 +374,7 @@ def retrieve_refund(params: dict, refund_id: str) -> dict:
 @bp.get("/events")
 @stripe_api("GET /v1/events", (*PAGING, "created", "type", "types"))
 def list_events(params: dict) -> dict:
-    stmt = select(SandboxEvent)
-    if wanted := types_filter(params):
-        stmt = stmt.where(SandboxEvent.type.in_(wanted))
+    stmt = select(SandboxEvent).where(*types_filter(params, SandboxEvent.type))
     stmt = created_filter(stmt, SandboxEvent.created, params)
     return page(stmt, SandboxEvent.seq, params, "/v1/events", _event_seq)
 

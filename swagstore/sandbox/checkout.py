@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..models import db
+from .amounts import check_charge
 from .errors import StripeError, invalid
 from .forms import integer, metadata, text
 from .intents import authorize, new_intent
@@ -15,6 +16,7 @@ from .models import SandboxObject, SandboxSetting, engine
 from .products import (
     INTENT_DATA_PARAMS,
     LINE_ITEM_PARAMS,
+    invoice_creation_off,
     item_objects,
     line_items,
     payment_intent_data,
@@ -104,6 +106,7 @@ def _open(
     session_id = new_id("cs_test_", 58)
     total = sum(i["price"]["unit_amount"] * i["quantity"] for i in items)
     currency = items[0]["price"]["currency"]
+    check_charge(total, currency, what="The Checkout Session's total amount due", param=None)
     data = {
         "id": session_id,
         "object": "checkout.session",
@@ -139,7 +142,7 @@ def _open(
         "expires_at": expires_at,
         "integration_identifier": None,
         "invoice": None,
-        "invoice_creation": {"enabled": False, "invoice_data": None},
+        "invoice_creation": invoice_creation_off(),
         "livemode": False,
         "locale": None,
         "managed_payments": None,
@@ -166,7 +169,7 @@ def _open(
         "subscription": None,
         "success_url": None,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted",
+        "ui_mode": "hosted_page",
         "url": f"{base_url}/sandbox/checkout/{session_id}",
         "wallet_options": None,
         **fields,

@@ -9,14 +9,17 @@ from sqlalchemy import delete, select, update
 from ..models import db
 from .models import SandboxFault
 
-MODES = ("error", "timeout")
+# error: a 500 before the endpoint runs (nothing kept under an Idempotency-Key);
+# crash: the endpoint starts and fails with a 500, which is kept and replayed, as Stripe does;
+# timeout: the work is done and kept, the answer comes `seconds` late.
+MODES = ("error", "crash", "timeout")
 
 
 @dataclass(frozen=True)
 class Fault:
     """How one API call is to fail."""
 
-    mode: str
+    mode: str  # see MODES
     seconds: float
 
 

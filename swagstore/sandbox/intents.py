@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ..models import db
+from .amounts import check_charge
 from .errors import StripeError, invalid, unexpected_state
 from .forms import integer, metadata, text
 from .models import SandboxObject
@@ -87,9 +88,8 @@ def new_intent(
 def create_intent(params: dict[str, Any]) -> dict[str, Any]:
     """Create a PaymentIntent (the app's own card form confirms it later)."""
     amount = integer(params, "amount", required=True)
-    if amount < 1:
-        raise invalid("Amount must be at least 1.", param="amount", code="amount_too_small")
     currency = text(params, "currency", required=True).lower()
+    check_charge(amount, currency, param="amount")
     capture = text(params, "capture_method") or "automatic_async"
     if capture not in ("automatic", "automatic_async", "manual"):
         raise invalid(f"Invalid capture_method: {capture}", param="capture_method")

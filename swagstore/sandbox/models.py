@@ -101,7 +101,7 @@ class SandboxFault(SandboxModel):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     path_prefix: Mapped[str] = mapped_column(String(255))
-    mode: Mapped[str] = mapped_column(String(20))  # error | timeout
+    mode: Mapped[str] = mapped_column(String(20))  # faults.MODES
     remaining: Mapped[int]
     seconds: Mapped[float] = mapped_column(default=0)
 

@@ -18,6 +18,7 @@ from .models import SandboxDelivery, SandboxEvent, SandboxLedger, SandboxObject,
 # The API version the SDK pins; events carry it as Stripe's do.
 API_VERSION = "2026-10-28.endive"
 _ALPHABET = string.ascii_letters + string.digits
+MAX_EVENT_TYPES = 20
 # (request id, idempotency key) of the API call in progress, for the events it causes.
 origin: ContextVar[tuple[str | None, str | None]] = ContextVar(
     "sandbox_origin", default=(None, None)
@@ -177,9 +178,25 @@ def created_filter(stmt: Select[Any], column: Any, params: dict[str, Any]) -> Se
     return stmt
 
 
-def types_filter(params: dict[str, Any]) -> list[str]:
-    """Return the event types asked for with `type` or `types[]`."""
+def types_filter(params: dict[str, Any], column: Any) -> list[Any]:
+    """Return where-clauses for `type` (with `*` wildcards) or `types` (at most 20).
+
+    The spec's own words: "An array of up to 20 strings ... You may pass either `type` or
+    `types`, but not both."
+    """
     wanted = strings(params, "types")
-    if params.get("type"):
-        wanted.append(str(params["type"]))
-    return wanted
+    single = text(params, "type")
+    if single is not None and wanted:
+        raise invalid("You may pass either `type` or `types`, but not both.", param="types")
+    if len(wanted) > MAX_EVENT_TYPES:
+        raise invalid(
+            f"You may pass at most {MAX_EVENT_TYPES} values in `types`; you passed "
+            f"{len(wanted)}.",
+            param="types",
+        )
+    if single is not None:
+        if "*" in single:
+            escaped = single.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return [column.like(escaped.replace("*", "%"), escape="\\")]
+        return [column == single]
+    return [column.in_(wanted)] if wanted else []
