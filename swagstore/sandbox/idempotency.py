@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete
+
 from ..models import db
 from .errors import StripeError
 from .models import SandboxIdempotency
@@ -63,12 +65,19 @@ def lookup(key: str, endpoint: str, digest: str) -> Answer | None:
 
 def remember(key: str, endpoint: str, digest: str, body: Any, status: int) -> None:
     """Keep an answer under its key (replacing one that expired)."""
+    moment = now()
+    # Expired keys go as new ones come, so the table holds about a day of keys.
+    db.session.execute(
+        delete(SandboxIdempotency).where(
+            SandboxIdempotency.created <= moment - KEEP_SECONDS, SandboxIdempotency.key != key
+        )
+    )
     fields = {
         "endpoint": endpoint,
         "fingerprint": digest,
         "status": status,
         "body": json.dumps(body),
-        "created": now(),
+        "created": moment,
     }
     row = db.session.get(SandboxIdempotency, key)
     if row is None:

@@ -9,12 +9,18 @@ from flask import Blueprint, Response, redirect, render_template, request
 from werkzeug.exceptions import BadRequest
 
 from ..models import db
-from . import checkout, delivery, faults, intents, ledger
+from . import amounts, checkout, delivery, faults, intents, ledger
 from .api import base_url
 from .errors import StripeError
 from .store import advance_clock, get
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+
+@bp.app_template_filter("sandbox_money")
+def money(amount: int, currency: str) -> str:
+    """Show an API amount in its currency's units (zero-decimal yen stay whole)."""
+    return amounts.shown(amount, currency)
 
 
 def _wants_json() -> bool:
@@ -140,7 +146,7 @@ def confirm(intent_id: str) -> Any:
 
 @bp.post("/_control/faults")
 def add_fault() -> tuple[dict[str, Any], int]:
-    """Make the next `count` API calls under `path_prefix` fail (`error` or `timeout`)."""
+    """Make the next `count` API calls under `path_prefix` fail (a mode of faults.MODES)."""
     body = request.get_json(force=True)
     try:
         faults.add(

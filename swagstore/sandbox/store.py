@@ -190,8 +190,7 @@ def types_filter(params: dict[str, Any], column: Any) -> list[Any]:
         raise invalid("You may pass either `type` or `types`, but not both.", param="types")
     if len(wanted) > MAX_EVENT_TYPES:
         raise invalid(
-            f"You may pass at most {MAX_EVENT_TYPES} values in `types`; you passed "
-            f"{len(wanted)}.",
+            f"You may pass at most {MAX_EVENT_TYPES} values in `types`; you passed {len(wanted)}.",
             param="types",
         )
     if single is not None:
