@@ -110,10 +110,10 @@ def _run(
     """Run a view once per Idempotency-Key; return (body, status, replayed)."""
     pairs = list((request.form if request.method == "POST" else request.args).items(multi=True))
     endpoint = f"{request.method} {request.path.removeprefix('/sandbox')}"
-    digest = idempotency.fingerprint(pairs)
+    digest = idempotency.fingerprint(endpoint, pairs)
     try:
         if key:
-            answer = idempotency.lookup(key, endpoint, digest)
+            answer = idempotency.lookup(key, digest)
             if answer is not None:
                 return answer.body, answer.status, True
         raw = decode(pairs)
@@ -132,7 +132,7 @@ def _run(
     finally:
         origin.reset(token)
     if key:
-        idempotency.remember(key, endpoint, digest, body, status)
+        idempotency.remember(key, digest, body, status)
     return body, status, False
 
 

@@ -33,24 +33,26 @@ class Answer:
     status: int
 
 
-def fingerprint(pairs: list[tuple[str, str]]) -> str:
-    """Return a digest of a request's parameters, in the order-free way Stripe compares them."""
-    return hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest()
+def fingerprint(endpoint: str, pairs: list[tuple[str, str]]) -> str:
+    """Return digests of a request's endpoint and of its parameters (in any order)."""
+    where = hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+    what = hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest()[:47]
+    return f"{where}:{what}"
 
 
-def lookup(key: str, endpoint: str, digest: str) -> Answer | None:
+def lookup(key: str, digest: str) -> Answer | None:
     """Return the stored answer for a key, None for a fresh (or expired) one, or refuse."""
     # The first statement takes the write lock, so a concurrent twin waits for our answer.
     stored = db.session.get(SandboxIdempotency, key)
     if stored is None or stored.created <= now() - KEEP_SECONDS:
         return None
-    if stored.endpoint != endpoint:
+    if stored.fingerprint.split(":")[0] != digest.split(":")[0]:
         raise StripeError(
             400,
             "idempotency_error",
             "Keys for idempotent requests can only be used for the same endpoint they were "
-            f"first used for ('{stored.endpoint}' vs '{endpoint}'). Try using a key other "
-            f"than '{key}' if you meant to execute a different request.",
+            f"first used for. Try using a key other than '{key}' if you meant to execute a "
+            "different request.",
         )
     if stored.fingerprint != digest:
         raise StripeError(
@@ -63,7 +65,7 @@ def lookup(key: str, endpoint: str, digest: str) -> Answer | None:
     return Answer(json.loads(stored.body), stored.status)
 
 
-def remember(key: str, endpoint: str, digest: str, body: Any, status: int) -> None:
+def remember(key: str, digest: str, body: Any, status: int) -> None:
     """Keep an answer under its key (replacing one that expired)."""
     moment = now()
     # Expired keys go as new ones come, so the table holds about a day of keys.
@@ -72,13 +74,7 @@ def remember(key: str, endpoint: str, digest: str, body: Any, status: int) -> No
             SandboxIdempotency.created <= moment - KEEP_SECONDS, SandboxIdempotency.key != key
         )
     )
-    fields = {
-        "endpoint": endpoint,
-        "fingerprint": digest,
-        "status": status,
-        "body": json.dumps(body),
-        "created": moment,
-    }
+    fields = {"fingerprint": digest, "status": status, "body": json.dumps(body), "created": moment}
     row = db.session.get(SandboxIdempotency, key)
     if row is None:
         db.session.add(SandboxIdempotency(key=key, **fields))

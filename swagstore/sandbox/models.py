@@ -87,7 +87,7 @@ class SandboxIdempotency(SandboxModel):
     __tablename__ = "sandbox_idempotency"
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    endpoint: Mapped[str] = mapped_column(String(300))  # "POST /v1/refunds"
+    # Digests of the endpoint (16 characters), ":", and of the parameters (47).
     fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[int]
     body: Mapped[str] = mapped_column(Text)
