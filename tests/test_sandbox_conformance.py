@@ -92,6 +92,23 @@ def walk(sandbox) -> Walk:
             },
         )
     link = links["automatic"]["id"]
+    limited = w.call(
+        "POST",
+        "payment_links",
+        data={
+            "line_items[0][price]": price["id"],
+            "line_items[0][quantity]": 1,
+            "restrictions[completed_sessions][limit]": 1,
+        },
+    )["id"]
+    w.hosted(f"/checkout/{w.hosted(f'/payment_links/{limited}/sessions', 201)['id']}/pay")
+    w.call("POST", f"payment_links/{limited}", 400, data={"active": "true"})
+    w.call(
+        "POST",
+        f"payment_links/{limited}",
+        data={"restrictions[completed_sessions][limit]": 2, "active": "true"},
+    )
+    w.call("POST", f"payment_links/{limited}", data={"restrictions": ""})
     w.call("GET", f"payment_links/{link}")
     w.call("GET", f"payment_links/{link}/line_items")
     w.call("GET", "payment_links", params={"limit": 5})

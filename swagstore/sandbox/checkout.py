@@ -16,6 +16,7 @@ from .models import SandboxObject, SandboxSetting, engine
 from .products import (
     INTENT_DATA_PARAMS,
     LINE_ITEM_PARAMS,
+    count_completion,
     invoice_creation_off,
     item_objects,
     line_items,
@@ -270,6 +271,8 @@ def pay_session(session_id: str, method: str = "card") -> dict[str, Any]:
         },
     )
     emit("checkout.session.completed", data)
+    if data["payment_link"]:
+        count_completion(data["payment_link"])
     return data
 
 

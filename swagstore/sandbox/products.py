@@ -32,7 +32,13 @@ LINE_ITEM_PARAMS = tuple(
 INTENT_DATA_PARAMS = tuple(
     "payment_intent_data." + name for name in ("capture_method", "description", "metadata")
 )
-LINK_UPDATE_PARAMS = ("active", "after_completion", "inactive_message", "metadata")
+LINK_UPDATE_PARAMS = (
+    "active",
+    "after_completion",
+    "inactive_message",
+    "metadata",
+    "restrictions",
+)
 LINK_PARAMS = (*LINE_ITEM_PARAMS, *INTENT_DATA_PARAMS, *LINK_UPDATE_PARAMS[1:])
 
 
@@ -89,7 +95,7 @@ def update_product(product_id: str, params: dict[str, Any]) -> dict[str, Any]:
     if boolean(params, "active") is not None:
         changes["active"] = boolean(params, "active")
     if (meta := metadata(params)) is not None:
-        changes["metadata"] = {**row.data["metadata"], **meta} if meta else {}
+        changes["metadata"] = merged_metadata(row.data["metadata"], meta)
     return update(row, **changes)
 
 
@@ -134,7 +140,7 @@ def update_price(price_id: str, params: dict[str, Any]) -> dict[str, Any]:
     if text(params, "nickname") is not None:
         changes["nickname"] = text(params, "nickname")
     if (meta := metadata(params)) is not None:
-        changes["metadata"] = {**row.data["metadata"], **meta} if meta else {}
+        changes["metadata"] = merged_metadata(row.data["metadata"], meta)
     return update(row, **changes)
 
 
@@ -284,7 +290,7 @@ def create_payment_link(params: dict[str, Any], base_url: str) -> dict[str, Any]
         "payment_method_options": None,
         "payment_method_types": None,
         "phone_number_collection": {"enabled": False},
-        "restrictions": None,
+        "restrictions": _restrictions(params),
         "shipping_address_collection": None,
         "shipping_options": [],
         "submit_type": "auto",
@@ -297,8 +303,9 @@ def create_payment_link(params: dict[str, Any], base_url: str) -> dict[str, Any]
 
 
 def update_payment_link(link_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Switch a payment link on or off, or change its messages and metadata."""
+    """Switch a payment link on or off, change its limit, messages or metadata."""
     row = get("payment_link", link_id)
+    old = row.data
     changes: dict[str, Any] = {}
     if (active := boolean(params, "active")) is not None:
         changes["active"] = active
@@ -307,10 +314,76 @@ def update_payment_link(link_id: str, params: dict[str, Any]) -> dict[str, Any]:
     if "after_completion" in params:
         changes["after_completion"] = _after_completion(params)
     if (meta := metadata(params)) is not None:
-        changes["metadata"] = {**row.data["metadata"], **meta} if meta else {}
+        changes["metadata"] = merged_metadata(old["metadata"], meta)
+    if "restrictions" in params:
+        changes["restrictions"] = _restrictions(params, _completed(old))
+    if at_limit({**old, **changes}):
+        if changes.get("active") is True:
+            raise invalid(
+                "This payment link has reached its limit of completed sessions "
+                f"({_completed(old)}); raise restrictions[completed_sessions][limit] to "
+                "activate it again.",
+                param="active",
+            )
+        # A limit lowered to the sessions already completed has been reached: the link stops.
+        changes["active"] = False
     data = update(row, **changes)
-    emit("payment_link.updated", data)
+    emit("payment_link.updated", data, _previous(old, data))
     return data
+
+
+def count_completion(link_id: str) -> None:
+    """Count a completed session against its link's limit; at the limit the link stops.
+
+    Stripe counts a session when it sends checkout.session.completed, and deactivates the
+    link when the count reaches the limit. Sessions already open stay open and can still
+    complete, so the count can pass the limit.
+    """
+    row = get("payment_link", link_id)
+    old = row.data
+    if old["restrictions"] is None:
+        return
+    limit = old["restrictions"]["completed_sessions"]["limit"]
+    counted = {"completed_sessions": {"count": _completed(old) + 1, "limit": limit}}
+    changes: dict[str, Any] = {"restrictions": counted}
+    if old["active"] and at_limit({**old, **changes}):
+        changes["active"] = False
+    data = update(row, **changes)
+    if not data["active"] and old["active"]:
+        emit("payment_link.updated", data, _previous(old, data))
+
+
+def at_limit(link: dict[str, Any]) -> bool:
+    """Tell whether a link's completed sessions have reached its limit."""
+    limit = (link["restrictions"] or {}).get("completed_sessions")
+    return limit is not None and limit["count"] >= limit["limit"]
+
+
+def _completed(link: dict[str, Any]) -> int:
+    return int(((link["restrictions"] or {}).get("completed_sessions") or {}).get("count", 0))
+
+
+def _restrictions(params: dict[str, Any], count: int = 0) -> dict[str, Any] | None:
+    value = params.get("restrictions")
+    if value is None or value == "":
+        return None
+    where = "restrictions[completed_sessions][limit]"
+    limit = integer(value.get("completed_sessions", {}), "limit", required=True)
+    if limit < 1:
+        raise invalid("This value must be greater than or equal to 1.", param=where)
+    return {"completed_sessions": {"count": count, "limit": limit}}
+
+
+def _previous(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {name: old[name] for name in new if old.get(name) != new[name]}
+
+
+def merged_metadata(old: dict[str, str], changes: dict[str, str]) -> dict[str, str]:
+    """Apply a metadata update as Stripe does: keys set, "" unsets a key, {} unsets all."""
+    if not changes:
+        return {}
+    merged = {**old, **changes}
+    return {key: value for key, value in merged.items() if value != ""}
 
 
 def link_line_items(link_id: str) -> list[dict[str, Any]]:

@@ -73,16 +73,24 @@ def update(row: SandboxObject, **changes: Any) -> dict[str, Any]:
     return row.data
 
 
-def emit(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """Record an event with a snapshot of its object and queue its webhook delivery."""
+def emit(
+    event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Record an event with a snapshot of its object and queue its webhook delivery.
+
+    `previous` holds the changed fields' old values, as `*.updated` events carry them.
+    """
     request_id, idempotency_key = origin.get()
     created = now()
+    data: dict[str, Any] = {"object": obj}
+    if previous is not None:
+        data["previous_attributes"] = previous
     event = {
         "id": new_id("evt_"),
         "object": "event",
         "api_version": API_VERSION,
         "created": created,
-        "data": {"object": obj},
+        "data": data,
         "livemode": False,
         "pending_webhooks": 1,
         "request": {"id": request_id, "idempotency_key": idempotency_key},
