@@ -203,6 +203,26 @@ def sync_stripe_command() -> None:
     )
 
 
+@click.command("sandbox")
+@click.option("--port", type=int, default=12111, show_default=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The account's SQLite file (default: instance/sandbox-account.sqlite).",
+)
+@click.option("--public-url", default=None, help="Base URL phones reach the pay pages at.")
+def sandbox_command(port: int, host: str, database: str | None, public_url: str | None) -> None:
+    """Serve the sandbox alone: one Stripe account for several booths (STRIPE_API_BASE)."""
+    # Imported here only: a store with a real key never loads the sandbox otherwise.
+    from .sandbox.standalone import create_standalone_app, serve
+
+    path = database or f"{current_app.instance_path}/sandbox-account.sqlite"
+    serve(create_standalone_app(path, public_url), host, port, echo=click.echo)
+
+
 def init_app(app: Flask) -> None:
     """Register the commands with the app."""
     for command in (
@@ -214,5 +234,6 @@ def init_app(app: Flask) -> None:
         poll_events_command,
         reconcile_command,
         sync_stripe_command,
+        sandbox_command,
     ):
         app.cli.add_command(command)

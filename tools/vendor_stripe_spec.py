@@ -497,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         add_example_fields(node, fixtures.get(name))
         objects[name] = node
     objects["error"] = spec.node(document["components"]["schemas"]["error"], ())
+    # What DELETE answers: {"id", "object", "deleted": true}.
+    objects["deleted_webhook_endpoint"] = spec.object("deleted_webhook_endpoint")
 
     if args.fixtures:
         licence += f" Always-present newer fields per fixtures3.json at {FIXTURES_COMMIT}."

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..models import db
-from . import checkout, faults, idempotency, intents, products
+from . import checkout, endpoints, faults, idempotency, intents, products
 from .errors import StripeError, invalid
 from .forms import decode
 from .models import SandboxEvent, SandboxObject, engine
@@ -39,8 +39,19 @@ PAGING = ("limit", "starting_after", "ending_before")
 
 
 def base_url() -> str:
-    """Return the URL phones use to reach the sandbox's hosted pages."""
-    return (current_app.config["PUBLIC_URL"] or request.host_url).rstrip("/")
+    """Return the URL phones use to reach the sandbox's hosted pages (`…/sandbox` in the app)."""
+    root = (current_app.config["PUBLIC_URL"] or request.host_url).rstrip("/")
+    return root + prefix()
+
+
+def prefix() -> str:
+    """Return where the sandbox is mounted: /sandbox in the store's app, the root alone."""
+    return str(current_app.config.get("SANDBOX_PREFIX", "/sandbox"))
+
+
+def api_path() -> str:
+    """Return the request's path as Stripe's API has it: /v1/…"""
+    return request.path.removeprefix(prefix())
 
 
 def stripe_api(operation: str | None, supports: Iterable[str] = ()) -> Callable[[View], View]:
@@ -74,7 +85,7 @@ def _serve(
             bind_arguments={"bind": engine()},
             execution_options={"isolation_level": "AUTOCOMMIT"},
         )
-    fault = faults.take(request.path.removeprefix("/sandbox"))
+    fault = faults.take(api_path())
     if request.method != "GET":
         db.session.commit()
     if fault is not None and fault.mode == "error":
@@ -109,7 +120,7 @@ def _run(
 ) -> tuple[Any, int, bool]:
     """Run a view once per Idempotency-Key; return (body, status, replayed)."""
     pairs = list((request.form if request.method == "POST" else request.args).items(multi=True))
-    endpoint = f"{request.method} {request.path.removeprefix('/sandbox')}"
+    endpoint = f"{request.method} {api_path()}"
     digest = idempotency.fingerprint(endpoint, pairs)
     try:
         if key:
@@ -200,7 +211,7 @@ def _list(kind: str, params: dict[str, Any], *clauses: Any) -> dict[str, Any]:
     stmt = created_filter(
         objects(kind).where(*clauses), SandboxObject.data["created"].as_integer(), params
     )
-    return page(stmt, SandboxObject.seq, params, request.path.removeprefix("/sandbox"), object_seq)
+    return page(stmt, SandboxObject.seq, params, api_path(), object_seq)
 
 
 # Products and prices ----------------------------------------------------------------------
@@ -287,7 +298,7 @@ def update_payment_link(params: dict, link_id: str) -> dict:
 @bp.get("/payment_links/<link_id>/line_items")
 @stripe_api("GET /v1/payment_links/{payment_link}/line_items", PAGING)
 def payment_link_line_items(params: dict, link_id: str) -> dict:
-    return item_page(products.link_line_items(link_id), params, request.path)
+    return item_page(products.link_line_items(link_id), params, api_path())
 
 
 # Checkout Sessions ------------------------------------------------------------------------
@@ -314,7 +325,7 @@ def retrieve_checkout_session(params: dict, session_id: str) -> dict:
 @bp.get("/checkout/sessions/<session_id>/line_items")
 @stripe_api("GET /v1/checkout/sessions/{session}/line_items", PAGING)
 def checkout_session_line_items(params: dict, session_id: str) -> dict:
-    return item_page(checkout.session_line_items(session_id), params, request.path)
+    return item_page(checkout.session_line_items(session_id), params, api_path())
 
 
 @bp.post("/checkout/sessions/<session_id>/expire")
@@ -366,6 +377,33 @@ def list_refunds(params: dict) -> dict:
 @stripe_api("GET /v1/refunds/{refund}")
 def retrieve_refund(params: dict, refund_id: str) -> dict:
     return get("refund", refund_id).data
+
+
+# Webhook endpoints ------------------------------------------------------------------------
+
+
+@bp.post("/webhook_endpoints")
+@stripe_api("POST /v1/webhook_endpoints", endpoints.ENDPOINT_PARAMS)
+def create_webhook_endpoint(params: dict) -> dict:
+    return endpoints.create_endpoint(params)
+
+
+@bp.get("/webhook_endpoints")
+@stripe_api("GET /v1/webhook_endpoints", PAGING)
+def list_webhook_endpoints(params: dict) -> dict:
+    return page(objects("webhook_endpoint"), SandboxObject.seq, params, api_path(), object_seq)
+
+
+@bp.get("/webhook_endpoints/<endpoint_id>")
+@stripe_api("GET /v1/webhook_endpoints/{webhook_endpoint}")
+def retrieve_webhook_endpoint(params: dict, endpoint_id: str) -> dict:
+    return endpoints.retrieve_endpoint(endpoint_id)
+
+
+@bp.delete("/webhook_endpoints/<endpoint_id>")
+@stripe_api("DELETE /v1/webhook_endpoints/{webhook_endpoint}")
+def delete_webhook_endpoint(params: dict, endpoint_id: str) -> dict:
+    return endpoints.delete_endpoint(endpoint_id)
 
 
 # Events -----------------------------------------------------------------------------------

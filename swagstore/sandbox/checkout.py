@@ -171,7 +171,7 @@ def _open(
         "success_url": None,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         "ui_mode": "hosted_page",
-        "url": f"{base_url}/sandbox/checkout/{session_id}",
+        "url": f"{base_url}/checkout/{session_id}",
         "wallet_options": None,
         **fields,
     }

@@ -17,6 +17,7 @@ from flask import Flask
 from sqlalchemy import or_, select, text, update
 
 from ..models import db
+from . import endpoints
 from .models import SandboxDelivery, SandboxEvent, engine
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,22 @@ def claim(delivery_id: int) -> bool:
 
 
 def attempt(delivery_id: int, secret: str, send: Send) -> bool:
-    """Claim and try one delivery; return True when the endpoint answered 2xx."""
+    """Claim and try one delivery; return True when the endpoint answered 2xx.
+
+    `secret` and `send` reach the store's own webhook; a delivery to an endpoint registered
+    through the API goes to its URL, signed with its secret.
+    """
     if not claim(delivery_id):
         return False
     row = db.session.get(SandboxDelivery, delivery_id)
+    if row.endpoint_id is not None:
+        found = endpoints.target(row.endpoint_id)
+        if found is None:
+            row.status, row.last_error, row.locked_until = "failed", "endpoint gone", None
+            db.session.commit()
+            return False
+        url, secret = found
+        send = http_sender(url)
     event = db.session.scalar(select(SandboxEvent).where(SandboxEvent.id == row.event_id))
     payload = json.dumps(event.data, indent=2).encode()
     # Nothing is held open while the endpoint works: it may write to this database too.
@@ -159,6 +172,7 @@ def summary() -> list[dict[str, Any]]:
         {
             "event": d.event_id,
             "type": event_type,
+            "endpoint": d.endpoint_id,
             "status": d.status,
             "attempts": d.attempts,
             "last_status": d.last_status,

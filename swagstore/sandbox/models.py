@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Engine, Index, String, Text
+from sqlalchemy import JSON, Engine, Index, String, Text, inspect
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..models import db
@@ -23,8 +23,22 @@ def engine() -> Engine:
 
 
 def create_tables() -> None:
-    """Create the sandbox's tables in its own file (harmless to run again)."""
+    """Create the sandbox's tables in its own file (harmless to run again).
+
+    A file made by an older version gains the columns added since (all nullable), so a
+    booth's rehearsal data survives an upgrade without migrations.
+    """
     db.create_all(bind_key=BIND)
+    with engine().begin() as conn:
+        found = inspect(conn)
+        for table in db.metadatas[BIND].sorted_tables:
+            have = {c["name"] for c in found.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have and column.nullable:
+                    kind = column.type.compile(engine().dialect)
+                    conn.exec_driver_sql(
+                        f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
+                    )
 
 
 class SandboxModel(db.Model):
@@ -70,7 +84,9 @@ class SandboxDelivery(SandboxModel):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255))
-    # pending | delivered | failed (gave up after MAX_ATTEMPTS)
+    # A webhook endpoint registered through the API; None: the store app's own webhook.
+    endpoint_id: Mapped[str | None] = mapped_column(String(255))
+    # pending | delivered | failed (gave up after MAX_ATTEMPTS, or its endpoint was deleted)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_at: Mapped[float]  # epoch seconds

@@ -297,7 +297,7 @@ def create_payment_link(params: dict[str, Any], base_url: str) -> dict[str, Any]
         "subscription_data": None,
         "tax_id_collection": {"enabled": False, "required": "never"},
         "transfer_data": None,
-        "url": f"{base_url}/sandbox/pay/{link_id}",
+        "url": f"{base_url}/pay/{link_id}",
     }
     return create(data, {"line_items": items, "items": item_objects(items)}).data
 

@@ -8,6 +8,7 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, select
 
 from ..models import db
@@ -92,14 +93,30 @@ def emit(
         "created": created,
         "data": data,
         "livemode": False,
-        "pending_webhooks": 1,
+        "pending_webhooks": 0,
         "request": {"id": request_id, "idempotency_key": idempotency_key},
         "type": event_type,
     }
+    targets = _subscribers(event_type)
+    event["pending_webhooks"] = len(targets)
     db.session.add(SandboxEvent(id=event["id"], type=event_type, created=created, data=event))
-    db.session.add(SandboxDelivery(event_id=event["id"], next_at=time.time()))
+    for endpoint_id in targets:
+        db.session.add(
+            SandboxDelivery(event_id=event["id"], endpoint_id=endpoint_id, next_at=time.time())
+        )
     db.session.flush()
     return event
+
+
+def _subscribers(event_type: str) -> list[str | None]:
+    """Return where an event goes: the store's own webhook (None) in the store's app, and
+    every enabled endpoint registered for its type."""
+    targets: list[str | None] = [] if current_app.config.get("SANDBOX_STANDALONE") else [None]
+    for row in db.session.scalars(objects("webhook_endpoint")):
+        wanted = row.data["enabled_events"]
+        if row.data["status"] == "enabled" and ("*" in wanted or event_type in wanted):
+            targets.append(row.id)
+    return targets
 
 
 def record(action: str, intent: dict[str, Any], amount: int) -> None:
@@ -132,8 +149,7 @@ def item_page(items: list[dict[str, Any]], params: dict[str, Any], path: str) ->
         shown, has_more = items[-limit:], len(items) > limit
     else:
         shown, has_more = items[:limit], len(items) > limit
-    url = path.removeprefix("/sandbox")
-    return {"object": "list", "data": shown, "has_more": has_more, "url": url}
+    return {"object": "list", "data": shown, "has_more": has_more, "url": path}
 
 
 def page(stmt: Select[Any], seq: Any, params: dict[str, Any], url: str, lookup: Any) -> dict:
