@@ -6,17 +6,31 @@ FLASK := $(BIN)/flask --app swagstore
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: dev test lint format run bench clean
+.PHONY: dev test lint format run bench clean install install-runtime install-test install-lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# Three layers of the venv: what the store runs on, then the test tools, then the linters.
+# `make dev` and `make run` install only the first; `make test` and `make lint` add theirs.
 $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-lint: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install-runtime: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+install-lint: $(VENV)/.installed-lint
+# Everything, for working on the store.
+install: install-test install-lint
 
 dev: $(VENV)/.installed
 	$(FLASK) init-db
@@ -40,15 +54,15 @@ dev: $(VENV)/.installed
 	SWAGSTORE_ADMIN_PASSWORD="$${SWAGSTORE_ADMIN_PASSWORD:-$$(cat instance/admin_password)}" \
 		HOST=$(HOST) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev -p $(PORT)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict --follow-imports=silent swagstore/payments.py
 
-format: $(VENV)/.installed
+format: $(VENV)/.installed-lint
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 

@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_URL": None,
     "HOLD_SECONDS": 300,
     "ADMIN_PASSWORD": None,
+    # How money and times read on every page and in every command: a Babel locale, and the
+    # booth's IANA time zone (None: this laptop's own).
+    "LOCALE": "en_US",
+    "TIMEZONE": None,
     # The background worker (`flask worker`): its sleep when a round found nothing to do,
     # and whether it runs the outbox (false leaves tasks and due holds to `run-tasks`).
     "WORKER_IDLE_SECONDS": 0.25,
@@ -96,10 +100,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.register_error_handler(OperationalError, _database_unavailable)
 
-    from . import cli, errors, schema, stream
+    from . import cli, clock, errors, money, schema, stream
 
     schema.init_app(app)
     errors.init_app(app)
+    money.init_app(app)
+    clock.init_app(app)
 
     stream.init_app(app)
     cli.init_app(app)

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from conftest import STORE, make_item, make_product
 from swagstore import catalog, create_app, inventory, offer, qr
 from swagstore.models import PaymentLink, db
-from swagstore.views.kiosk import cards, money
+from swagstore.views.kiosk import cards
 
 
 def add_link(app, sku: str, url: str, link_id: str = "plink_1") -> None:
@@ -49,14 +49,6 @@ def test_cards_put_variants_of_a_group_together_in_catalog_order(app):
         ("Mug", [("Mug", "mug")]),
     ]
     assert shown[1].variants[0].buy_url == "https://booth.test/buy/mug"
-
-
-@pytest.mark.parametrize(
-    ("amount", "currency", "text"),
-    [(2500, "usd", "$25"), (1250, "eur", "€12.50"), (500, "jpy", "¥500"), (99, "chf", "0.99 CHF")],
-)
-def test_money(amount, currency, text):
-    assert money(amount, currency) == text
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ from ..models import db
 
 bp = Blueprint("kiosk", __name__)
 
-# Currencies Stripe counts in whole units (no cents).
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "aud": "A$", "cad": "C$"}
 LOW_STOCK = 3
 
 
@@ -68,15 +65,6 @@ def cards(listings: list[offer.Listing], mode: str, public_url: str) -> list[Car
     return result
 
 
-def money(amount: int, currency: str) -> str:
-    """Format minor units for a price tag, e.g. 2500 usd -> $25."""
-    whole = currency in ZERO_DECIMAL
-    value = amount if whole else amount / 100
-    text = f"{value:,.0f}" if whole or amount % 100 == 0 else f"{value:,.2f}"
-    symbol = SYMBOLS.get(currency)
-    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
-
-
 @bp.get("/")
 def kiosk() -> str:
     """Show every item with its QR code and live count."""
@@ -87,7 +75,6 @@ def kiosk() -> str:
         cards=cards(offer.listings(config["STORE_ID"]), config["PURCHASE_MODE"], base),
         low_stock=LOW_STOCK,
         refresh_seconds=config.get("KIOSK_REFRESH_SECONDS", 60),
-        money=money,
     )
 
 
