@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import holds, inventory, tasks
+from . import holds, inventory, pickup, tasks
 from .models import Hold, Sale, Stock, Store, StripeEvent, db, utcnow
 
 
@@ -187,6 +187,8 @@ def _hold_id(obj: dict[str, Any]) -> int | None:
 
 def _fulfilled(sale: Sale, manual: bool, note: str) -> Effect:
     sale.status, sale.captured = "fulfilled", not manual
+    # The unit is the buyer's: the code they show at the table.
+    sale.pickup_code = pickup.new_code(sale.store)
     if manual:
         tasks.enqueue("capture", sale_id=_flushed(sale).id)
     return Effect("applied", note)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
@@ -130,6 +131,8 @@ class Stock(db.Model):
     store: Mapped[str] = mapped_column(ForeignKey("store.id"), primary_key=True)
     on_hand: Mapped[int] = mapped_column(default=0)
     reserved: Mapped[int] = mapped_column(default=0)
+    # Staff took it off sale: its link is off and the kiosk hides it; its stock and history stay.
+    off_sale: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     __table_args__ = (
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
@@ -231,6 +234,10 @@ class Hold(db.Model):
     )
 
 
+# A sale whose buyer may still come to the table: paid for, its unit taken, not handed over.
+OPEN_PICKUP = "pickup_code IS NOT NULL AND handed_over_at IS NULL AND status = 'fulfilled'"
+
+
 class Sale(db.Model):
     """One sale: a card payment, cash or a giveaway, with what became of it."""
 
@@ -252,6 +259,10 @@ class Sale(db.Model):
     actor: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # What the buyer shows at the table (card sales); staff record when it was handed over.
+    pickup_code: Mapped[str | None] = mapped_column(String(8))
+    handed_over_at: Mapped[datetime | None]
+    handed_over_by: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
@@ -262,6 +273,15 @@ class Sale(db.Model):
         ),
         Index("ix_sale_status", "status"),
         Index("ix_sale_created_at", "created_at"),
+        # A code names one open sale of a store: the table never has two buyers saying "K7".
+        Index(
+            "uq_sale_open_pickup_code",
+            "store",
+            "pickup_code",
+            unique=True,
+            sqlite_where=text(OPEN_PICKUP),
+            postgresql_where=text(OPEN_PICKUP),
+        ),
     )
 
 

@@ -1,26 +1,29 @@
-"""Sales as staff handle them: cash and giveaways, manual refunds, the list and the report.
+"""Sales as staff handle them: cash and giveaways, handing over, refunds, the list, the report.
 
 Each action here is one complete unit of work: it commits when it succeeds and rolls
-back, raising `Refused` with a message for the staff, when the rules say no.
+back, raising `Refused` with a message for the staff, when the rules say no. A sale counts
+as sold only while it is fulfilled: the report, the CSV and `flask report` agree with the
+stock page, and a refunded or voided payment is not a unit sold.
 """
 
 from __future__ import annotations
 
 import csv
-from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO
 
 from sqlalchemy import func, select, update
 
 from . import inventory, tasks
-from .models import Product, Sale, Stock, db
+from .models import Product, Sale, Stock, db, utcnow
 
 KINDS = ("card", "cash", "giveaway")
 STATUSES = ("pending", "fulfilled", "voided", "refund_pending", "refunded", "failed")
-# The counted outcome of a sale: what left the booth and was (or was not) paid for.
-SOLD = ("fulfilled", "refund_pending", "refunded")
+# A unit sold: it left the shelf for good and was paid for (or given away). A refund or a
+# void, whatever its cause, undoes the sale; a pending payment has not made one yet.
+SOLD = "fulfilled"
 REPORT_COLUMNS = (
     "sale_id",
     "created_at",
@@ -35,12 +38,27 @@ REPORT_COLUMNS = (
     "checkout_session",
     "actor",
     "note",
+    "pickup_code",
+    "handed_over_at",
 )
 MAX_QUANTITY = 1_000_000
 
 
 class Refused(Exception):
     """A staff action the rules do not allow; the message tells the staff why."""
+
+
+class UnknownStatus(ValueError):
+    """A sales filter names no status a sale can have."""
+
+
+def parse_status(text: str | None) -> str | None:
+    """Return the status a sales filter asks for (None: all), refusing an unknown one."""
+    if not text:
+        return None
+    if text not in STATUSES:
+        raise UnknownStatus(f"unknown status {text!r}; use one of {', '.join(STATUSES)}")
+    return text
 
 
 def whole_number(text: str | None, what: str, *, minimum: int) -> int:
@@ -75,6 +93,9 @@ def sell(
         captured=True,
         actor=actor,
         note=(note or "").strip()[:500] or None,
+        # Recorded as it crosses the table: nothing is left to hand over.
+        handed_over_at=utcnow(),
+        handed_over_by=actor,
     )
     db.session.add(sale)
     db.session.flush()
@@ -133,6 +154,90 @@ def refund(sale_id: int, *, restock: bool, actor: str) -> Sale:
     return db.session.get_one(Sale, sale_id)
 
 
+@dataclass(frozen=True)
+class Pickup:
+    """A paid card sale waiting at the table, as the hand-over list shows it."""
+
+    id: int
+    code: str
+    label: str
+    quantity: int
+    amount: int
+    currency: str
+    created_at: datetime
+
+
+def to_hand_over(store: str, *, limit: int = 200) -> list[Pickup]:
+    """List a store's paid card sales not yet handed over, newest first."""
+    labels = item_labels(store)
+    rows = db.session.execute(
+        select(
+            Sale.id,
+            Sale.pickup_code,
+            Sale.sku,
+            Sale.quantity,
+            Sale.amount,
+            Sale.currency,
+            Sale.created_at,
+        )
+        .where(
+            Sale.store == store,
+            Sale.kind == "card",
+            Sale.status == "fulfilled",
+            Sale.handed_over_at.is_(None),
+        )
+        .order_by(Sale.created_at.desc(), Sale.id.desc())
+        .limit(limit)
+    )
+    return [
+        Pickup(id, code or "", labels.get(sku, sku), quantity, amount, currency, created_at)
+        for id, code, sku, quantity, amount, currency, created_at in rows
+    ]
+
+
+def hand_over(sale_id: int, store: str, *, actor: str) -> Pickup:
+    """Record that a paid card sale's units crossed the table, once: a guarded UPDATE."""
+    row = db.session.execute(
+        update(Sale)
+        .where(
+            Sale.id == sale_id,
+            Sale.store == store,
+            Sale.kind == "card",
+            Sale.status == "fulfilled",
+            Sale.handed_over_at.is_(None),
+        )
+        .values(handed_over_at=utcnow(), handed_over_by=actor, updated_at=utcnow())
+        .returning(
+            Sale.id,
+            Sale.pickup_code,
+            Sale.sku,
+            Sale.quantity,
+            Sale.amount,
+            Sale.currency,
+            Sale.created_at,
+        )
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        sale = db.session.get(Sale, sale_id)
+        db.session.rollback()
+        if sale is None or sale.store != store:
+            raise Refused(f"There is no sale {sale_id} at this booth.")
+        if sale.handed_over_at is not None:
+            raise Refused(
+                f"Sale {sale_id} (code {sale.pickup_code or '-'}) was already handed over "
+                f"by {sale.handed_over_by or 'someone'}; nothing changed."
+            )
+        raise Refused(
+            f"Sale {sale_id} is a {sale.status.replace('_', ' ')} {sale.kind} sale; only a "
+            "paid card sale is handed over here."
+        )
+    labels = item_labels(store)
+    db.session.commit()
+    id, code, sku, quantity, amount, currency, created_at = row
+    return Pickup(id, code or "", labels.get(sku, sku), quantity, amount, currency, created_at)
+
+
 def uncaptured(store: str) -> int:
     """Count card sales handed over but not yet captured (manual capture lapses in ~7 days)."""
     return db.session.scalar(
@@ -155,9 +260,36 @@ def dashboard_url(payment_intent: str | None, secret_key: str | None) -> str | N
     return f"https://dashboard.stripe.com/{test}payments/{payment_intent}"
 
 
+def label(name: str, attributes: dict[str, str], keys: list[str]) -> str:
+    """Name a variant by the attributes that tell its group apart: "Logo T-shirt, M"."""
+    values = [str(attributes[k]) for k in keys if attributes.get(k) not in (None, "")]
+    return ", ".join([name, *values])
+
+
+def item_labels(store: str) -> dict[str, str]:
+    """Return every item's label at a store: its name, and for a variant what sets it apart."""
+    products = db.session.execute(
+        select(Product.sku, Product.name, Product.attributes, Product.group)
+        .join(Stock, Stock.sku == Product.sku)
+        .where(Stock.store == store)
+        .order_by(Product.position, Product.sku)
+    ).all()
+    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for _, _, attributes, group in products:
+        if group:
+            groups[group].append(attributes or {})
+    labels = {}
+    for sku, name, attributes, group in products:
+        members = groups.get(group or "", [])
+        # Only the attributes that differ within the group: every tee is navy, sizes differ.
+        keys = [k for k in (attributes or {}) if len({m.get(k) for m in members}) > 1]
+        labels[sku] = label(name, attributes or {}, keys)
+    return labels
+
+
 @dataclass(frozen=True)
 class SaleRow:
-    """A sale with its item's name, as the sales page and the report show it."""
+    """A sale with its item's label, as the sales page and the report show it."""
 
     sale: Sale
     name: str
@@ -174,18 +306,22 @@ def list_sales(store: str, status: str | None = None, *, limit: int = 1000) -> l
     )
     if status:
         stmt = stmt.where(Sale.status == status)
-    return [SaleRow(sale, name) for sale, name in db.session.execute(stmt)]
+    labels = item_labels(store)
+    return [SaleRow(sale, labels.get(sale.sku, name)) for sale, name in db.session.execute(stmt)]
 
 
-def report_rows(store: str) -> list[dict[str, str | int]]:
-    """Build the report's rows (oldest first): the CSV download and `flask report` share them."""
+def report_rows(store: str, tz: tzinfo | None = None) -> list[dict[str, str | int]]:
+    """Build the report's rows (oldest first): the CSV download and `flask report` share them.
+
+    Times are ISO 8601 with their offset, in the booth's zone `tz` (UTC if None).
+    """
     rows = []
     for row in reversed(list_sales(store, limit=1_000_000)):
         sale = row.sale
         rows.append(
             {
                 "sale_id": sale.id,
-                "created_at": sale.created_at.isoformat(timespec="seconds"),
+                "created_at": _iso(sale.created_at, tz),
                 "sku": sale.sku,
                 "name": row.name,
                 "quantity": sale.quantity,
@@ -197,9 +333,17 @@ def report_rows(store: str) -> list[dict[str, str | int]]:
                 "checkout_session": sale.checkout_session_id or "",
                 "actor": sale.actor or "",
                 "note": sale.note or "",
+                "pickup_code": sale.pickup_code or "",
+                "handed_over_at": _iso(sale.handed_over_at, tz),
             }
         )
     return rows
+
+
+def _iso(when: datetime | None, tz: tzinfo | None) -> str:
+    if when is None:
+        return ""
+    return (when.astimezone(tz) if tz else when).isoformat(timespec="seconds")
 
 
 def write_csv(rows: list[dict[str, str | int]], out: IO[str]) -> None:
@@ -216,37 +360,66 @@ def _inert(value: str | int) -> str | int:
     return value
 
 
+@dataclass
+class ItemTotal:
+    """One item's units sold and takings (per currency: a price may have changed currency)."""
+
+    sku: str
+    label: str
+    units: int = 0
+    takings: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Totals:
     """What a store sold: units per hour, units and takings per item, sales per status."""
 
     per_hour: list[tuple[datetime, int]]
-    per_item: list[tuple[str, int]]
+    per_item: list[ItemTotal]
     takings: dict[str, int]
     by_status: dict[str, int]
     by_kind: dict[str, int]
 
+    @property
+    def units(self) -> int:
+        """Return the units sold in all."""
+        return sum(item.units for item in self.per_item)
 
-def totals(store: str) -> Totals:
-    """Sum a store's sales for the report page and the `report` command."""
+
+def item_totals(store: str) -> dict[str, ItemTotal]:
+    """Sum each item's units sold and takings, in catalog order (sold or not)."""
+    totals = {sku: ItemTotal(sku, text) for sku, text in item_labels(store).items()}
+    rows = db.session.execute(
+        select(Sale.sku, Sale.currency, func.sum(Sale.quantity), func.sum(Sale.amount))
+        .where(Sale.store == store, Sale.status == SOLD)
+        .group_by(Sale.sku, Sale.currency)
+    )
+    for sku, currency, units, amount in rows:
+        item = totals.setdefault(sku, ItemTotal(sku, sku))
+        item.units += int(units)
+        item.takings[currency] = item.takings.get(currency, 0) + int(amount)
+    return totals
+
+
+def totals(store: str, tz: tzinfo | None = None) -> Totals:
+    """Sum a store's sales for the report page and the `report` command (hours in `tz`)."""
     per_hour: Counter[datetime] = Counter()
-    per_item: Counter[str] = Counter()
     takings: Counter[str] = Counter()
     by_status: Counter[str] = Counter()
     by_kind: Counter[str] = Counter()
     for row in list_sales(store, limit=1_000_000):
         sale = row.sale
         by_status[sale.status] += 1
-        if sale.status not in SOLD:
+        if sale.status != SOLD:
             continue
         by_kind[sale.kind] += sale.quantity
-        per_hour[sale.created_at.replace(minute=0, second=0, microsecond=0)] += sale.quantity
-        per_item[sale.sku] += sale.quantity
-        if sale.status != "refunded":
-            takings[sale.currency] += sale.amount
+        at = sale.created_at.astimezone(tz) if tz else sale.created_at
+        per_hour[at.replace(minute=0, second=0, microsecond=0)] += sale.quantity
+        takings[sale.currency] += sale.amount
+    sold = [item for item in item_totals(store).values() if item.units]
     return Totals(
         per_hour=_fill_hours(per_hour),
-        per_item=per_item.most_common(),
+        per_item=sorted(sold, key=lambda item: -item.units),
         takings=dict(takings),
         by_status=dict(by_status),
         by_kind=dict(by_kind),
@@ -261,5 +434,6 @@ def _fill_hours(counts: Counter[datetime]) -> list[tuple[datetime, int]]:
     filled = []
     while hour <= last:
         filled.append((hour, counts[hour]))
-        hour += timedelta(hours=1)
+        # Step in UTC: a day that changes the clocks has a 23- or 25-hour wall clock.
+        hour = (hour.astimezone(UTC) + timedelta(hours=1)).astimezone(hour.tzinfo)
     return filled
