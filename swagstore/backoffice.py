@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from . import inventory, offer
+from . import inventory, offer, sales
 from .models import PaymentLink, Stock, StockEvent, StripeEvent, Task, db, utcnow
 from .sales import Refused
 
@@ -19,27 +19,38 @@ MAX_REASON = 200
 
 @dataclass(frozen=True)
 class StockRow:
-    """One (sku, store) as the stock page shows it."""
+    """One (sku, store) as the stock page shows it: counts, link, label, what it took."""
 
     item: offer.Listing
     link_state: str
+    label: str
+    takings: dict[str, int]
 
 
 def stock_rows(store: str) -> list[StockRow]:
-    """List every item at a store with its counts and the state of its payment link."""
+    """List every item at a store with its counts, takings and the state of its link."""
     links = db.session.execute(
         select(PaymentLink.id, PaymentLink.active).where(
             PaymentLink.store == store, PaymentLink.retired_at.is_(None)
         )
     )
     active = {link_id: is_on for link_id, is_on in links}
-    return [StockRow(item, _link_state(item, active)) for item in offer.listings(store)]
+    totals = sales.item_totals(store)
+    return [
+        StockRow(
+            item,
+            _link_state(item, active),
+            totals[item.sku].label if item.sku in totals else item.name,
+            totals[item.sku].takings if item.sku in totals else {},
+        )
+        for item in offer.listings(store)
+    ]
 
 
 def _link_state(item: offer.Listing, active: dict[str, bool]) -> str:
     if item.payment_link_id is None:
         return "no link"
-    is_on, wanted = active.get(item.payment_link_id), not item.sold_out
+    is_on, wanted = active.get(item.payment_link_id), item.on_offer
     if is_on == wanted:
         return "on" if is_on else "off"
     # Stock moved and the sync_link task has not yet told Stripe.
@@ -66,6 +77,19 @@ def count(sku: str, store: str, counted: int, reason: str, *, actor: str) -> inv
                 f"Counted stock of {sku} cannot be {counted}: {stock.reserved} units are held "
                 "for checkouts in progress; nothing changed."
             )
+    return _commit(level, f"There is no item {sku!r} at this booth.")
+
+
+def set_on_sale(sku: str, store: str, on_sale: bool, *, actor: str) -> inventory.Level:
+    """Take an item off sale or put it back, committed: its link follows, its history stays."""
+    change = inventory.put_on_sale if on_sale else inventory.take_off_sale
+    level = change(sku, store, actor=actor)
+    if level is None:
+        stock = db.session.get(Stock, (sku, store))
+        db.session.rollback()
+        if stock is not None:
+            state = "on sale" if on_sale else "off sale"
+            raise Refused(f"{sku} is already {state}; nothing changed.")
     return _commit(level, f"There is no item {sku!r} at this booth.")
 
 

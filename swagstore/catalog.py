@@ -171,19 +171,22 @@ class LoadResult:
     added: list[str]
     updated: list[str]
     restocked: list[str]
+    unchanged: list[str] = field(default_factory=list)
 
 
 def load(items: list[Item], store: str, *, reset_stock: bool = False) -> LoadResult:
     """Upsert products and stock for one store, in the caller's transaction."""
     if db.session.get(Store, store) is None:
         db.session.add(Store(id=store, name=store))
-    added, updated, restocked = [], [], []
+    added, updated, restocked, unchanged = [], [], [], []
     for position, item in enumerate(items):
         product = db.session.get(Product, item.sku)
         if product is None:
             product = Product(sku=item.sku)
             db.session.add(product)
             added.append(item.sku)
+        elif _same(product, item, position) and db.session.get(Stock, (item.sku, store)):
+            unchanged.append(item.sku)
         else:
             updated.append(item.sku)
         product.name = item.name
@@ -207,4 +210,27 @@ def load(items: list[Item], store: str, *, reset_stock: bool = False) -> LoadRes
                 raise CatalogError(
                     [f"{item.sku}: stock: {item.stock} is below the units held for checkouts"]
                 )
-    return LoadResult(added, updated, restocked)
+    return LoadResult(added, updated, restocked, unchanged)
+
+
+def _same(product: Product, item: Item, position: int) -> bool:
+    """Tell whether a stored product already says what the catalog item says."""
+    return (
+        product.name,
+        product.price,
+        product.currency,
+        product.description,
+        product.image,
+        product.attributes or {},
+        product.group,
+        product.position,
+    ) == (
+        item.name,
+        item.price,
+        item.currency,
+        item.description,
+        item.image,
+        item.attributes,
+        item.group,
+        position,
+    )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 ROW = 22
-LABEL_WIDTH = 150
 BAR_WIDTH = 300
 VALUE_WIDTH = 60
+# The label column fits the longest label (about 7 px a character at 12 px), within limits.
+CHAR_WIDTH = 7
+LABEL_WIDTH = (80, 280)
 
 
 def bars(points: list[tuple[str, int]], *, title: str) -> Markup:
@@ -15,7 +17,9 @@ def bars(points: list[tuple[str, int]], *, title: str) -> Markup:
     if not points:
         return Markup(f'<p class="empty">{escape(title)}: nothing yet.</p>')
     largest = max(value for _, value in points) or 1
-    width = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH
+    longest = max(len(label) for label, _ in points) * CHAR_WIDTH + 12
+    label_width = min(max(longest, LABEL_WIDTH[0]), LABEL_WIDTH[1])
+    width = label_width + BAR_WIDTH + VALUE_WIDTH
     height = ROW * len(points) + 4
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
@@ -26,10 +30,10 @@ def bars(points: list[tuple[str, int]], *, title: str) -> Markup:
         y = n * ROW + 2
         length = round(BAR_WIDTH * value / largest)
         parts.append(
-            f'<g class="bar"><text x="{LABEL_WIDTH - 6}" y="{y + 15}" text-anchor="end">'
+            f'<g class="bar"><text x="{label_width - 6}" y="{y + 15}" text-anchor="end">'
             f"{escape(label)}</text>"
-            f'<rect x="{LABEL_WIDTH}" y="{y + 2}" width="{length}" height="{ROW - 6}"/>'
-            f'<text x="{LABEL_WIDTH + length + 6}" y="{y + 15}">{value}</text></g>'
+            f'<rect x="{label_width}" y="{y + 2}" width="{length}" height="{ROW - 6}"/>'
+            f'<text x="{label_width + length + 6}" y="{y + 15}">{value}</text></g>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

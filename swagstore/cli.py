@@ -12,7 +12,18 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import insert, select
 
-from . import catalog, events, payments, sales, schema, stripe_sync, tasks, worker
+from . import (
+    catalog,
+    clock,
+    events,
+    money,
+    payments,
+    sales,
+    schema,
+    stripe_sync,
+    tasks,
+    worker,
+)
 from .models import Store, db
 
 
@@ -54,9 +65,16 @@ def load_catalog_command(path: str, reset_stock: bool) -> None:
             f"{path} was not loaded; nothing changed:\n  " + "\n  ".join(e.problems)
         ) from None
     db.session.commit()
+    for sku in result.added:
+        click.echo(f"  {sku}: new")
+    for sku in result.updated:
+        click.echo(f"  {sku}: updated")
+    for sku in result.unchanged:
+        click.echo(f"  {sku}: unchanged")
     click.echo(
         f"Loaded {len(items)} items from {path}: {len(result.added)} new, "
-        f"{len(result.updated)} updated, {len(result.restocked)} stock reset."
+        f"{len(result.updated)} updated, {len(result.unchanged)} unchanged, "
+        f"{len(result.restocked)} stock reset."
     )
 
 
@@ -70,24 +88,28 @@ def load_catalog_command(path: str, reset_stock: bool) -> None:
 )
 def report_command(csv_path: str | None) -> None:
     """Print the day's totals per item and status; optionally write every sale as CSV."""
-    store = current_app.config["STORE_ID"]
+    store, tz = current_app.config["STORE_ID"], clock.booth_zone(current_app)
     if csv_path == "-":
         out = io.StringIO()
-        sales.write_csv(sales.report_rows(store), out)
+        sales.write_csv(sales.report_rows(store, tz), out)
         click.echo(out.getvalue(), nl=False)
         return
-    totals = sales.totals(store)
-    click.echo(f"Store {store}: units sold per item")
-    for sku, units in totals.per_item:
-        click.echo(f"  {sku:<24} {units:>6}")
-    takings = ", ".join(
-        f"{amount / 100:.2f} {cur.upper()}" for cur, amount in totals.takings.items()
-    )
-    click.echo(f"Takings: {takings or 'none'}")
+    totals = sales.totals(store, tz)
+    locale = current_app.config["LOCALE"]
+
+    def takings(amounts: dict[str, int]) -> str:
+        return ", ".join(money.format_money(n, cur, locale) for cur, n in amounts.items())
+
+    click.echo(f"Store {store}: units sold and takings per item (refunds and voids not counted)")
+    width = max((len(item.label) for item in totals.per_item), default=0)
+    for item in totals.per_item:
+        click.echo(f"  {item.label:<{width}}  {item.units:>6}  {takings(item.takings)}")
+    click.echo(f"Units sold: {totals.units}")
+    click.echo(f"Takings: {takings(totals.takings) or 'none'}")
     click.echo("Units by kind: " + _pairs(totals.by_kind))
     click.echo("Sales by status: " + _pairs(totals.by_status))
     if csv_path:
-        rows = sales.report_rows(store)
+        rows = sales.report_rows(store, tz)
         with open(csv_path, "w", newline="", encoding="utf-8") as out:
             sales.write_csv(rows, out)
         click.echo(f"Wrote {len(rows)} sales to {csv_path}")

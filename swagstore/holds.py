@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import inventory
@@ -218,7 +218,8 @@ _ACTIVE_HOLD = select(
 ).where(Hold.client_token == bindparam("token"), Hold.status == "active")
 # What settle() and release() answer about the hold they ended, after its id.
 _ENDED = (Hold.sku, Hold.store, Hold.quantity, Hold.checkout_session_id, Hold.payment_intent_id)
-_AVAILABLE = select(Stock.on_hand - Stock.reserved).where(
+# An item staff took off sale has nothing to hold, whatever its count.
+_AVAILABLE = select(case((Stock.off_sale, 0), else_=Stock.on_hand - Stock.reserved)).where(
     Stock.sku == bindparam("sku"), Stock.store == bindparam("store")
 )
 

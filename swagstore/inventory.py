@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, bindparam, insert, text, update
+from sqlalchemy import ColumnElement, Update, bindparam, false, insert, text, true, update
 
 from .models import Stock, StockEvent, db
 
@@ -100,6 +100,20 @@ def adjust(
     return _change(_ADJUST, sku, store, counted, "adjust", ref, actor, available_delta=None)
 
 
+def take_off_sale(
+    sku: str, store: str, *, ref: str | None = None, actor: str | None = None
+) -> Level | None:
+    """Stop selling an item, keeping its units (None if it is already off sale or unknown)."""
+    return _change(_OFF_SALE, sku, store, 0, "off-sale", ref, actor, available_delta=None)
+
+
+def put_on_sale(
+    sku: str, store: str, *, ref: str | None = None, actor: str | None = None
+) -> Level | None:
+    """Sell an item taken off sale again (None if it is on sale already or unknown)."""
+    return _change(_ON_SALE, sku, store, 0, "on-sale", ref, actor, available_delta=None)
+
+
 def _check_quantity(quantity: int) -> None:
     if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
         raise ValueError(f"quantity must be a whole number of at least 1, not {quantity!r}")
@@ -129,6 +143,9 @@ _SETTLE = _guarded(
 _RELEASE = _guarded({"reserved": _stock.c.reserved - _n}, _stock.c.reserved >= _n)
 _RESTOCK = _guarded({"on_hand": _stock.c.on_hand + _n}, None)
 _ADJUST = _guarded({"on_hand": _n}, _stock.c.reserved <= _n)
+# Not a count, but the link follows it and the kiosk shows it: logged like one.
+_OFF_SALE = _guarded({"off_sale": true()}, _stock.c.off_sale.is_(False))
+_ON_SALE = _guarded({"off_sale": false()}, _stock.c.off_sale.is_(True))
 _LOG = insert(StockEvent.__table__)
 _LOCK_LOG = text("SELECT pg_advisory_xact_lock(:key, hashtext(:store))")
 # session.info[LINKS_STALE]: the (sku, store) items whose payment link may now be wrong.
@@ -172,7 +189,7 @@ def _change(
         },
     )
     if available_delta is None:
-        crossed = True  # an adjustment may go either way; a spare sync is harmless
+        crossed = True  # an adjustment or a sale state may go either way; a spare sync is harmless
     else:
         before = level.available - available_delta
         crossed = (before > 0) != (level.available > 0)

@@ -31,10 +31,16 @@ class Listing:
     sold: int
     payment_link_id: str | None
     payment_link_url: str | None
+    off_sale: bool = False
 
     @property
     def available(self) -> int:
         return self.on_hand - self.reserved
+
+    @property
+    def on_offer(self) -> bool:
+        """Tell whether visitors can buy it now: on sale with a unit available."""
+        return not self.off_sale and not self.sold_out
 
     @property
     def sold_out(self) -> bool:
@@ -77,6 +83,7 @@ def listings(store: str) -> list[Listing]:
             sold=int(n),
             payment_link_id=link_id,
             payment_link_url=link_url,
+            off_sale=s.off_sale,
         )
         for p, s, n, link_id, link_url in db.session.execute(stmt)
     ]
@@ -107,6 +114,7 @@ _IN_STOCK = (
         Stock.store == bindparam("store"),
         Stock.sku != bindparam("except_sku"),
         Stock.on_hand - Stock.reserved > 0,
+        Stock.off_sale.is_(False),
     )
     .order_by(Product.position, Product.sku)
 )

@@ -111,7 +111,7 @@ def _sync_link(
     sku: str, store: str, capture: str, price_id: str, gateway: Any, result: SyncResult
 ) -> None:
     stock = db.session.get(Stock, (sku, store))
-    want_active = stock.available > 0
+    want_active = stock.available > 0 and not stock.off_sale
     current = _current_link(sku, store)
     old_id, old_price = (current.id, current.price_id) if current else (None, None)
     version = last_event_id()

@@ -321,7 +321,7 @@ def _sync_link(task: Claimed) -> None:
 
 def _link_and_wanted(sku: str, store: str) -> tuple[str | None, bool]:
     row = db.session.execute(
-        select(PaymentLink.id, Stock.on_hand - Stock.reserved)
+        select(PaymentLink.id, Stock.on_hand - Stock.reserved, Stock.off_sale)
         .join(Stock, (Stock.sku == PaymentLink.sku) & (Stock.store == PaymentLink.store))
         .where(
             PaymentLink.sku == sku, PaymentLink.store == store, PaymentLink.retired_at.is_(None)
@@ -329,7 +329,7 @@ def _link_and_wanted(sku: str, store: str) -> tuple[str | None, bool]:
     ).one_or_none()
     if row is None:
         return None, False
-    return row[0], row[1] > 0
+    return row[0], row[1] > 0 and not row[2]
 
 
 def _sale_failed(task: Claimed, reason: str) -> None:

@@ -22,3 +22,15 @@ def test_bars_scale_to_the_largest_value_and_escape_labels():
 def test_bars_with_nothing_say_so():
     assert "nothing yet" in charts.bars([], title="Units")
     assert "<svg" in charts.bars([("quiet", 0)], title="Units")
+
+
+def test_the_label_column_fits_item_names_within_limits():
+    def label_x(points):
+        root = ET.fromstring(str(charts.bars(points, title="Units")))
+        return int(next(root.iter(SVG + "rect")).get("x"))
+
+    short, low = label_x([("mug", 1)]), charts.LABEL_WIDTH[0]
+    assert short == low
+    name = "Limited-edition conference hoodie, XL"
+    assert label_x([(name, 1)]) == min(len(name) * charts.CHAR_WIDTH + 12, charts.LABEL_WIDTH[1])
+    assert label_x([("x" * 200, 1)]) == charts.LABEL_WIDTH[1]

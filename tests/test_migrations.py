@@ -141,10 +141,8 @@ def build_the_old_way(url: str) -> None:
             )
             # Spelled out: the model's later columns (and their defaults) are not there yet.
             conn.execute(
-                text(
-                    "INSERT INTO stock (sku, store, on_hand, reserved) VALUES ('mug', :store, 7, 0)"
-                ),
-                {"store": STORE},
+                text("INSERT INTO stock (sku, store, on_hand, reserved) VALUES ('mug', :s, 7, 0)"),
+                {"s": STORE},
             )
             conn.execute(
                 Sale.__table__.insert().values(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from conftest import STORE, make_product
-from swagstore import inventory, sales
+from conftest import STORE, make_item, make_product
+from swagstore import catalog, inventory, offer, sales
 from swagstore.models import Sale, Stock, StockEvent, Task, db
 
 
@@ -151,18 +152,24 @@ def test_list_sales_newest_first_and_filtered_by_status(app):
 
 def test_report_rows_and_csv_have_every_column(app):
     make_product(app, "tee-m", stock=5, name="Logo tee")
-    card = make_sale(app, payment_intent_id="pi_1", checkout_session_id="cs_1")
+    card = make_sale(
+        app,
+        payment_intent_id="pi_1",
+        checkout_session_id="cs_1",
+        pickup_code="K7",
+        created_at=datetime(2026, 12, 1, 20, 24, 20, tzinfo=UTC),
+    )
     with app.app_context():
         cash = sales.sell("tee-m", STORE, "cash", 2, actor="staff:ada", note="a, b").id
-        rows = sales.report_rows(STORE)
+        rows = sales.report_rows(STORE, ZoneInfo("America/Chicago"))
         out = io.StringIO()
         sales.write_csv(rows, out)
     assert [r["sale_id"] for r in rows] == [card, cash]
     parsed = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert tuple(parsed[0]) == sales.REPORT_COLUMNS
-    assert parsed[0] | {"created_at": ""} == {
+    assert parsed[0] == {
         "sale_id": str(card),
-        "created_at": "",
+        "created_at": "2026-12-01T14:24:20-06:00",
         "sku": "tee-m",
         "name": "Logo tee",
         "quantity": "1",
@@ -174,9 +181,13 @@ def test_report_rows_and_csv_have_every_column(app):
         "checkout_session": "cs_1",
         "actor": "",
         "note": "",
+        "pickup_code": "K7",
+        "handed_over_at": "",
     }
     assert (parsed[1]["kind"], parsed[1]["amount"], parsed[1]["note"]) == ("cash", "5000", "a, b")
-    datetime.fromisoformat(parsed[0]["created_at"])
+    # A cash sale is handed over as it is recorded.
+    assert parsed[1]["handed_over_at"] == parsed[1]["created_at"]
+    assert datetime.fromisoformat(parsed[1]["created_at"]).utcoffset() == timedelta(hours=-6)
 
 
 def test_totals_count_units_per_hour_and_item_and_takings(app):
@@ -194,19 +205,33 @@ def test_totals_count_units_per_hour_and_item_and_takings(app):
     )
     make_sale(app, created_at=at(11), status="voided", payment_intent_id="pi_5")
     make_sale(app, created_at=at(11), kind="giveaway", amount=0)
+    make_sale(
+        app, "mug", created_at=at(12), amount=1800, status="refund_pending", payment_intent_id="p6"
+    )
     with app.app_context():
         totals = sales.totals(STORE)
+        chicago = sales.totals(STORE, ZoneInfo("America/Chicago"))
+        listed = {item.sku: item.sold for item in offer.listings(STORE)}
     hour = datetime(2026, 5, 4, 9, tzinfo=UTC)
+    # Refunded, being refunded and voided sales are not units sold: only what left for good.
     assert totals.per_hour == [
         (hour, 3),
         (hour.replace(hour=10), 0),
         (hour.replace(hour=11), 1),
-        (hour.replace(hour=12), 2),
+        (hour.replace(hour=12), 1),
     ]
-    assert totals.per_item == [("tee-m", 4), ("mug", 2)]
+    assert [(i.sku, i.label, i.units, i.takings) for i in totals.per_item] == [
+        ("tee-m", "Item tee-m", 4, {"usd": 7500}),
+        ("mug", "Item mug", 1, {"usd": 1800}),
+    ]
+    assert totals.units == 5
     assert totals.takings == {"usd": 2500 + 5000 + 1800}
-    assert totals.by_status == {"fulfilled": 4, "refunded": 1, "voided": 1}
-    assert totals.by_kind == {"card": 5, "giveaway": 1}
+    assert totals.by_status == {"fulfilled": 4, "refunded": 1, "voided": 1, "refund_pending": 1}
+    assert totals.by_kind == {"card": 4, "giveaway": 1}
+    # The stock page's "sold" is the same count.
+    assert listed == {i.sku: i.units for i in totals.per_item}
+    # In Chicago (UTC-5 in May) the same sales fell at 4, 6 and 7 in the morning.
+    assert [(h.hour, n) for h, n in chicago.per_hour] == [(4, 3), (5, 0), (6, 1), (7, 1)]
 
 
 @pytest.mark.parametrize("text", ["", " ", "abc", "-1", "1.5", "0x10", "١", "1e3", "1000001"])
@@ -252,3 +277,80 @@ def test_csv_cells_cannot_smuggle_spreadsheet_formulas(app):
     row = next(csv.DictReader(io.StringIO(out.getvalue())))
     assert (row["name"], row["note"]) == ('\'=HYPERLINK("http://evil")', "'@SUM(A1)")
     assert row["amount"] == "2500"
+
+
+def test_variants_are_labelled_by_what_sets_them_apart(app):
+    navy = {"colour": "Navy"}
+    with app.app_context():
+        catalog.load(
+            [
+                make_item(
+                    "tee-s", group="tee", name="Logo T-shirt", attributes={"size": "S", **navy}
+                ),
+                make_item(
+                    "tee-m", group="tee", name="Logo T-shirt", attributes={"size": "M", **navy}
+                ),
+                make_item("hoodie", name="Zip hoodie", attributes={"colour": "Charcoal"}),
+                make_item("mug", name="Mug"),
+            ],
+            STORE,
+        )
+        db.session.commit()
+        assert sales.item_labels(STORE) == {
+            "tee-s": "Logo T-shirt, S",
+            "tee-m": "Logo T-shirt, M",
+            "hoodie": "Zip hoodie",
+            "mug": "Mug",
+        }
+
+
+def test_to_hand_over_lists_paid_card_sales_newest_first(app):
+    make_product(app, "tee-m", stock=10, name="Logo tee")
+
+    def at(minute: int) -> datetime:
+        return datetime(2026, 12, 3, 20, minute, tzinfo=UTC)
+
+    first = make_sale(app, payment_intent_id="pi_1", pickup_code="K7", created_at=at(1))
+    second = make_sale(app, payment_intent_id="pi_2", pickup_code="M3", created_at=at(2))
+    make_sale(app, payment_intent_id="pi_3", status="refunded", created_at=at(3))
+    make_sale(app, payment_intent_id="pi_4", status="pending", created_at=at(4))
+    with app.app_context():
+        sales.sell("tee-m", STORE, "cash", 1, actor="staff")
+        shown = sales.to_hand_over(STORE)
+        assert [(p.id, p.code, p.label, p.amount) for p in shown] == [
+            (second, "M3", "Logo tee", 2500),
+            (first, "K7", "Logo tee", 2500),
+        ]
+        done = sales.hand_over(first, STORE, actor="staff:ada")
+        assert (done.code, done.label) == ("K7", "Logo tee")
+        assert [p.id for p in sales.to_hand_over(STORE)] == [second]
+        sale = db.session.get(Sale, first)
+        assert sale.handed_over_by == "staff:ada" and sale.handed_over_at is not None
+
+
+def test_a_sale_is_handed_over_once_and_only_a_paid_card_sale(app):
+    make_product(app, "tee-m", stock=10)
+    card = make_sale(app, payment_intent_id="pi_1", pickup_code="K7")
+    refunded = make_sale(app, payment_intent_id="pi_2", status="refunded")
+    with app.app_context():
+        cash = sales.sell("tee-m", STORE, "cash", 1, actor="staff").id
+        sales.hand_over(card, STORE, actor="staff:ada")
+        with pytest.raises(sales.Refused, match="K7.* already handed over by staff:ada"):
+            sales.hand_over(card, STORE, actor="staff:bob")
+        assert db.session.get(Sale, card).handed_over_by == "staff:ada"
+        with pytest.raises(sales.Refused, match="refunded card sale"):
+            sales.hand_over(refunded, STORE, actor="staff")
+        with pytest.raises(sales.Refused, match="already handed over"):
+            sales.hand_over(cash, STORE, actor="staff")
+        with pytest.raises(sales.Refused, match="no sale 999"):
+            sales.hand_over(999, STORE, actor="staff")
+        with pytest.raises(sales.Refused, match="no sale"):
+            sales.hand_over(card, "elsewhere", actor="staff")
+
+
+@pytest.mark.parametrize("text", ["paid", "FULFILLED", "fulfilled ", "' or 1=1"])
+def test_an_unknown_status_filter_is_refused_with_the_allowed_list(text):
+    with pytest.raises(sales.UnknownStatus, match="use one of pending, fulfilled, voided"):
+        sales.parse_status(text)
+    assert sales.parse_status("") is None
+    assert sales.parse_status("refund_pending") == "refund_pending"

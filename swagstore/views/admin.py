@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     flash,
     redirect,
@@ -18,14 +20,18 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import auth, backoffice, charts, sales
+from .. import auth, backoffice, charts, clock, money, sales
 from ..sales import Refused, whole_number
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
 PUBLIC = {"admin.login"}
 # Where a refused action sends the staff back to, by endpoint (the stock page otherwise).
-BACK = {"admin.refund": "admin.sales_page", "admin.retry": "admin.tasks"}
+BACK = {
+    "admin.refund": "admin.sales_page",
+    "admin.retry": "admin.tasks",
+    "admin.hand_over": "admin.handover",
+}
 
 
 @bp.before_request
@@ -65,7 +71,8 @@ def login() -> str | tuple[str, int] | BaseResponse:
         remote=request.remote_addr,
     )
     if attempt.locked_until is not None:
-        error = f"Too many wrong passwords: try again after {attempt.locked_until:%H:%M:%S} UTC."
+        until = clock.local(attempt.locked_until, _zone())
+        error = f"Too many wrong passwords: try again after {until:%H:%M:%S}."
         return render_template("admin/login.html", error=error), 429
     if not attempt.ok:
         return render_template("admin/login.html", error="Wrong password."), 401
@@ -116,13 +123,43 @@ def sell(sku: str) -> BaseResponse:
     quantity = whole_number(request.form.get("quantity"), "Quantity", minimum=1)
     kind, note = request.form.get("kind", ""), request.form.get("note")
     sale = sales.sell(sku, _store(), kind, quantity, actor=session["actor"], note=note)
-    return _done(f"Recorded {sale.kind} sale {sale.id}: {quantity} × {sku}.")
+    item = sales.item_labels(_store()).get(sku, sku)
+    if sale.kind == "cash":
+        amount = _money(sale.amount, sale.currency)
+        return _done(f"Collect {amount} in cash for {quantity} × {item} (sale {sale.id}).")
+    return _done(f"Recorded giveaway sale {sale.id}: {quantity} × {item}.")
+
+
+@bp.post("/stock/<sku>/off-sale")
+def off_sale(sku: str) -> BaseResponse:
+    """Take an item off sale (link off, hidden on the kiosk) or put it back (on=yes)."""
+    on_sale = request.form.get("on") == "yes"
+    backoffice.set_on_sale(sku, _store(), on_sale, actor=session["actor"])
+    item = sales.item_labels(_store()).get(sku, sku)
+    return _done(f"{item} is {'back on sale' if on_sale else 'off sale'}.")
+
+
+@bp.get("/handover")
+def handover() -> str:
+    """List paid card sales waiting at the table, newest first, with their pickup codes."""
+    return render_template("admin/handover.html", pickups=sales.to_hand_over(_store()))
+
+
+@bp.post("/sales/<int:sale_id>/hand-over")
+def hand_over(sale_id: int) -> BaseResponse:
+    """Record that a paid card sale was handed over (once)."""
+    done = sales.hand_over(sale_id, _store(), actor=session["actor"])
+    flash(f"Handed over {done.code}: {done.quantity} × {done.label}.")
+    return redirect(url_for("admin.handover"), 303)
 
 
 @bp.get("/sales")
 def sales_page() -> str:
-    """List sales, newest first, optionally with one status."""
-    status = request.args.get("status") if request.args.get("status") in sales.STATUSES else None
+    """List sales, newest first, optionally with one status (400 for an unknown one)."""
+    try:
+        status = sales.parse_status(request.args.get("status"))
+    except sales.UnknownStatus as e:
+        abort(400, description=str(e))
     key = current_app.config["STRIPE_SECRET_KEY"]
     return render_template(
         "admin/sales.html",
@@ -146,7 +183,7 @@ def refund(sale_id: int) -> BaseResponse:
 def sales_csv() -> Response:
     """Download every sale as CSV (the same columns as `flask report --csv`)."""
     out = io.StringIO()
-    sales.write_csv(sales.report_rows(_store()), out)
+    sales.write_csv(sales.report_rows(_store(), _zone()), out)
     filename = f"sales-{_store()}.csv"
     return Response(
         out.getvalue(),
@@ -158,11 +195,13 @@ def sales_csv() -> Response:
 @bp.get("/report")
 def report() -> str:
     """Show sales per hour and per item as charts, with the day's totals."""
-    totals = sales.totals(_store())
+    totals = sales.totals(_store(), _zone())
     per_hour = charts.bars(
         [(f"{hour:%a %H:00}", n) for hour, n in totals.per_hour], title="Units sold per hour"
     )
-    per_item = charts.bars(totals.per_item, title="Units sold per item")
+    per_item = charts.bars(
+        [(item.label, item.units) for item in totals.per_item], title="Units sold per item"
+    )
     return render_template(
         "admin/report.html", totals=totals, per_hour=per_hour, per_item=per_item
     )
@@ -194,6 +233,14 @@ def activity() -> str:
 
 def _store() -> str:
     return current_app.config["STORE_ID"]
+
+
+def _zone() -> ZoneInfo:
+    return clock.booth_zone(current_app)
+
+
+def _money(amount: int, currency: str) -> str:
+    return money.format_money(amount, currency, current_app.config["LOCALE"])
 
 
 def _done(message: str) -> BaseResponse:

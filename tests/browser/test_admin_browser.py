@@ -64,7 +64,7 @@ def test_staff_restock_and_giveaway_show_on_the_kiosk_in_another_tab(browser, bo
         tee = admin.locator("#item-tee-m")
         tee.get_by_label("units to hand over").fill("4")
         tee.get_by_role("button", name="Giveaway").click()
-        expect(admin.get_by_role("status")).to_have_text("Recorded giveaway sale 1: 4 × tee-m.")
+        expect(admin.get_by_role("status")).to_have_text("Recorded giveaway sale 1: 4 × Logo tee.")
         expect(kiosk.locator('.variant[data-sku="tee-m"] .sold-out')).to_be_visible()
 
         admin.get_by_role("link", name="Activity").click()
