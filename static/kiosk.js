@@ -178,10 +178,14 @@
     try {
       const response = await fetch(main.dataset.stockUrl, { cache: "no-store" });
       if (!response.ok) return;
-      for (const item of (await response.json()).items) {
-        const el = items.get(item.sku);
-        if (el) showLink(el, item.sku, item.buy_url);
+      const onSale = (await response.json()).items.filter((item) => !item.off_sale);
+      // Staff took an item off sale or put one back: the page lays itself out anew.
+      const skus = onSale.map((item) => item.sku);
+      if (skus.length !== items.size || skus.some((sku) => !items.has(sku))) {
+        window.location.reload();
+        return;
       }
+      for (const item of onSale) showLink(items.get(item.sku), item.sku, item.buy_url);
     } catch (error) {
       // The header already says we are offline; the next open retries.
     }
@@ -189,6 +193,19 @@
 
   function setLive(live) {
     document.body.dataset.stream = live ? "live" : "down";
+  }
+
+  // Whether a level changes what the page shows for the item.
+  function counted(el, level) {
+    const available = el.querySelector(".count .n").textContent;
+    const reserved = el.querySelector(".reserved .r").textContent.trim();
+    return available !== String(Math.max(level.available, 0)) || reserved !== String(level.reserved);
+  }
+
+  let checking = 0;
+  function soon() {
+    clearTimeout(checking);
+    checking = setTimeout(refreshLinks, 500);
   }
 
   let source = null;
@@ -201,7 +218,10 @@
     source.addEventListener("stock", (event) => {
       const level = JSON.parse(event.data);
       const el = items.get(level.sku);
-      if (el) show(el, level);
+      if (el && counted(el, level)) show(el, level);
+      // A logged change that moved no count here (an item taken off sale or put back, one
+      // not on this page): ask what is on sale now.
+      else soon();
     });
     source.addEventListener("error", () => {
       setLive(false);

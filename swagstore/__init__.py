@@ -110,12 +110,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     stream.init_app(app)
     cli.init_app(app)
 
-    from .views import admin, api, kiosk, shop, webhook
+    from .views import admin, api, kiosk, paid, shop, webhook
 
     admin.csrf.init_app(app)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(shop.bp)
+    app.register_blueprint(paid.bp)
     app.register_blueprint(kiosk.bp)
     app.register_blueprint(webhook.bp)
     if app.config["SANDBOX"]:

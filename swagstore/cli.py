@@ -205,7 +205,11 @@ def sync_stripe_command() -> None:
     where = "the sandbox" if config["SANDBOX"] else "Stripe"
     try:
         results = stripe_sync.sync_stripe(
-            config["STORE_ID"], config["LINK_CAPTURE"], payments.gateway(), echo=click.echo
+            config["STORE_ID"],
+            config["LINK_CAPTURE"],
+            payments.gateway(),
+            echo=click.echo,
+            public_url=config["PUBLIC_URL"],
         )
     except payments.PaymentsError as e:
         db.session.rollback()
@@ -221,7 +225,8 @@ def sync_stripe_command() -> None:
         f"{created.count('price')} prices, {created.count('link')} links created; "
         f"{sum(1 for r in results if r.switched)} links switched; "
         f"{sum(1 for r in results if r.retired)} retired; "
-        f"{sum(1 for r in results if not (r.created or r.switched or r.retired))} unchanged."
+        f"{sum(1 for r in results if r.confirmation)} after-payment pages updated; "
+        f"{sum(1 for r in results if not r.changed)} unchanged."
     )
 
 

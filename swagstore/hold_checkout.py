@@ -92,7 +92,8 @@ def open_checkout(
         "client_reference_id": str(held.id),
         # From the hold's own clock, so a repeated create is the same request to Stripe.
         "expires_at": int(held.created_at.timestamp()) + lifetime,
-        "success_url": f"{public_url}/buy/{sku}/thanks",
+        # Stripe fills in the session id: the buyer's page follows this sale (views/paid.py).
+        "success_url": f"{public_url}/paid/{{CHECKOUT_SESSION_ID}}",
         "cancel_url": f"{public_url}/buy/{sku}/cancelled",
         # No hold in the intent's metadata: the session's events settle this hold, and an
         # intent carrying one would be taken for the payment_intent mode's own.

@@ -7,6 +7,7 @@ are one consistent row of `stock`; `last_event_id` is the stock log position the
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select
@@ -129,6 +130,36 @@ def in_stock(store: str, except_sku: str) -> list[Offer]:
 def last_event_id() -> int:
     """Return the id of the newest stock_event row (0 when there is none)."""
     return db.session.scalar(select(func.max(StockEvent.id))) or 0
+
+
+def variant_keys(attributes: list[dict[str, str]]) -> list[str]:
+    """Return the attributes that tell a group's members apart (every tee navy, sizes differ)."""
+    first = attributes[0] if attributes else {}
+    return [k for k in first if len({a.get(k) for a in attributes}) > 1]
+
+
+def label(name: str, attributes: dict[str, str], keys: list[str]) -> str:
+    """Name a variant by the attributes that tell its group apart: "Logo T-shirt, M"."""
+    values = [str(attributes[k]) for k in keys if attributes.get(k) not in (None, "")]
+    return ", ".join([name, *values])
+
+
+def item_labels(store: str) -> dict[str, str]:
+    """Return every item's label at a store: its name, and for a variant what sets it apart."""
+    products = db.session.execute(
+        select(Product.sku, Product.name, Product.attributes, Product.group)
+        .join(Stock, Stock.sku == Product.sku)
+        .where(Stock.store == store)
+        .order_by(Product.position, Product.sku)
+    ).all()
+    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for _, _, attributes, group in products:
+        groups[group or ""].append(attributes or {})
+    labels = {}
+    for sku, name, attributes, group in products:
+        keys = variant_keys(groups[group]) if group else []
+        labels[sku] = label(name, attributes or {}, keys)
+    return labels
 
 
 def buy_url(listing: Listing, mode: str, public_url: str) -> str | None:

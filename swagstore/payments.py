@@ -144,6 +144,12 @@ class Gateway:
             key,
         )
 
+    def update_payment_link(
+        self, link_id: str, params: PaymentLinkUpdateParams, key: str
+    ) -> stripe.PaymentLink:
+        """Change a payment link (its after-payment page, say)."""
+        return self._call(partial(self.client.v1.payment_links.update, link_id), params, key)
+
     def retrieve_payment_link(self, link_id: str) -> stripe.PaymentLink:
         """Fetch a payment link."""
         return self._call(

@@ -15,7 +15,8 @@ from itertools import product
 
 from sqlalchemy import bindparam, or_, select, text
 
-from .models import OPEN_PICKUP, Product, Sale, db
+from . import offer
+from .models import OPEN_PICKUP, Sale, db
 
 # No 0/O, 1/I/L, and no S/5 or Z/2 pairs to misread across a table: 27 characters.
 ALPHABET = "346789ABCDEFGHJKMNPQRTUVWXY"
@@ -60,20 +61,17 @@ FINAL = frozenset({"handed_over", "refunded", "voided", "failed"})
 
 def buyer_view(reference: str) -> BuyerView:
     """Tell a buyer what became of their payment, by its Checkout Session or PaymentIntent id."""
-    row = db.session.execute(
-        select(Sale, Product.name)
-        .join(Product, Product.sku == Sale.sku)
-        .where(
+    sale = db.session.scalar(
+        select(Sale).where(
             Sale.kind == "card",
             or_(Sale.checkout_session_id == reference, Sale.payment_intent_id == reference),
         )
-    ).one_or_none()
-    if row is None:
+    )
+    if sale is None:
         # Stripe's event has not reached the booth yet (or never will: not a sale of ours).
         return BuyerView("waiting")
-    sale, name = row
     view = {
-        "item": name,
+        "item": offer.item_labels(sale.store).get(sale.sku, sale.sku),
         "amount": sale.amount,
         "currency": sale.currency,
         # Only a sale that got its unit has a code; a refund without one never had the unit.

@@ -9,14 +9,14 @@ stock page, and a refunded or voided payment is not a unit sold.
 from __future__ import annotations
 
 import csv
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO
 
 from sqlalchemy import func, select, update
 
-from . import inventory, tasks
+from . import inventory, offer, tasks
 from .models import Product, Sale, Stock, db, utcnow
 
 KINDS = ("card", "cash", "giveaway")
@@ -169,7 +169,7 @@ class Pickup:
 
 def to_hand_over(store: str, *, limit: int = 200) -> list[Pickup]:
     """List a store's paid card sales not yet handed over, newest first."""
-    labels = item_labels(store)
+    labels = offer.item_labels(store)
     rows = db.session.execute(
         select(
             Sale.id,
@@ -232,7 +232,7 @@ def hand_over(sale_id: int, store: str, *, actor: str) -> Pickup:
             f"Sale {sale_id} is a {sale.status.replace('_', ' ')} {sale.kind} sale; only a "
             "paid card sale is handed over here."
         )
-    labels = item_labels(store)
+    labels = offer.item_labels(store)
     db.session.commit()
     id, code, sku, quantity, amount, currency, created_at = row
     return Pickup(id, code or "", labels.get(sku, sku), quantity, amount, currency, created_at)
@@ -260,33 +260,6 @@ def dashboard_url(payment_intent: str | None, secret_key: str | None) -> str | N
     return f"https://dashboard.stripe.com/{test}payments/{payment_intent}"
 
 
-def label(name: str, attributes: dict[str, str], keys: list[str]) -> str:
-    """Name a variant by the attributes that tell its group apart: "Logo T-shirt, M"."""
-    values = [str(attributes[k]) for k in keys if attributes.get(k) not in (None, "")]
-    return ", ".join([name, *values])
-
-
-def item_labels(store: str) -> dict[str, str]:
-    """Return every item's label at a store: its name, and for a variant what sets it apart."""
-    products = db.session.execute(
-        select(Product.sku, Product.name, Product.attributes, Product.group)
-        .join(Stock, Stock.sku == Product.sku)
-        .where(Stock.store == store)
-        .order_by(Product.position, Product.sku)
-    ).all()
-    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for _, _, attributes, group in products:
-        if group:
-            groups[group].append(attributes or {})
-    labels = {}
-    for sku, name, attributes, group in products:
-        members = groups.get(group or "", [])
-        # Only the attributes that differ within the group: every tee is navy, sizes differ.
-        keys = [k for k in (attributes or {}) if len({m.get(k) for m in members}) > 1]
-        labels[sku] = label(name, attributes or {}, keys)
-    return labels
-
-
 @dataclass(frozen=True)
 class SaleRow:
     """A sale with its item's label, as the sales page and the report show it."""
@@ -306,7 +279,7 @@ def list_sales(store: str, status: str | None = None, *, limit: int = 1000) -> l
     )
     if status:
         stmt = stmt.where(Sale.status == status)
-    labels = item_labels(store)
+    labels = offer.item_labels(store)
     return [SaleRow(sale, labels.get(sale.sku, name)) for sale, name in db.session.execute(stmt)]
 
 
@@ -388,7 +361,7 @@ class Totals:
 
 def item_totals(store: str) -> dict[str, ItemTotal]:
     """Sum each item's units sold and takings, in catalog order (sold or not)."""
-    totals = {sku: ItemTotal(sku, text) for sku, text in item_labels(store).items()}
+    totals = {sku: ItemTotal(sku, text) for sku, text in offer.item_labels(store).items()}
     rows = db.session.execute(
         select(Sale.sku, Sale.currency, func.sum(Sale.quantity), func.sum(Sale.amount))
         .where(Sale.store == store, Sale.status == SOLD)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,40 @@ from .models import PaymentLink, Product, Stock, db, utcnow
 from .offer import last_event_id
 
 SOLD_OUT_MESSAGE = "Sold out at the booth, sorry!"
-THANKS_MESSAGE = "Thank you! Show this page at the booth to collect your item."
+# Stripe's own confirmation page, for a booth whose phones cannot reach it: what to show at
+# the table, and what happens to the unlucky buyer whose unit sold out a moment earlier.
+THANKS_MESSAGES = {
+    "automatic": "Thank you! Show this screen at the Swagstore table to pick up your item. "
+    "If it sold out a moment before you paid, your payment is refunded automatically: "
+    "there is nothing to do.",
+    "manual": "Thank you! Show this screen at the Swagstore table to pick up your item. "
+    "If it sold out a moment before you paid, your card is not charged: the payment is "
+    "cancelled automatically.",
+}
+
+
+def after_completion(capture: str, public_url: str | None) -> dict[str, Any]:
+    """Return where a payment link sends the buyer after paying.
+
+    With a PUBLIC_URL phones reach, the buyer's page of this booth (it follows the sale and
+    shows the pickup code, or that the payment was refunded); else Stripe's confirmation.
+    """
+    if public_url:
+        url = f"{public_url.rstrip('/')}/paid/{{CHECKOUT_SESSION_ID}}"
+        return {"type": "redirect", "redirect": {"url": url}}
+    message = THANKS_MESSAGES[capture]
+    return {"type": "hosted_confirmation", "hosted_confirmation": {"custom_message": message}}
+
+
+def _confirmation_of(link: Any) -> dict[str, Any]:
+    """Return a link's after_completion in the shape after_completion() builds."""
+    after = link.after_completion
+    if after is None:
+        return {}
+    if after.type == "redirect":
+        return {"type": "redirect", "redirect": {"url": after.redirect.url}}
+    message = after.hosted_confirmation.custom_message if after.hosted_confirmation else None
+    return {"type": after.type, "hosted_confirmation": {"custom_message": message}}
 
 
 @dataclass
@@ -34,6 +68,12 @@ class SyncResult:
     created: list[str] = field(default_factory=list)
     switched: str | None = None  # "on" | "off" when an existing link was flipped
     retired: str | None = None  # the replaced link, switched off
+    confirmation: bool = False  # the existing link's after-payment page was changed
+
+    @property
+    def changed(self) -> bool:
+        """Tell whether anything on Stripe changed for this item."""
+        return bool(self.created or self.switched or self.retired or self.confirmation)
 
     def describe(self) -> str:
         """Return one line saying what changed."""
@@ -43,15 +83,25 @@ class SyncResult:
             done.append("created " + ", ".join(self.created))
         if self.switched:
             done.append(f"switched {self.switched}")
+        if self.confirmation:
+            done.append("after-payment page updated")
         if self.retired:
             done.append(f"old link {self.retired} switched off")
         return f"{self.sku}: {'; '.join(done) or 'up to date'} -> {self.link_id} ({state})"
 
 
 def sync_stripe(
-    store: str, capture: str, gateway: Any, echo: Callable[[str], Any] = print
+    store: str,
+    capture: str,
+    gateway: Any,
+    echo: Callable[[str], Any] = print,
+    *,
+    public_url: str | None = None,
 ) -> list[SyncResult]:
-    """Create or find the Stripe product, price and payment link of every item of a store."""
+    """Create or find the Stripe product, price and payment link of every item of a store.
+
+    `public_url` is the PUBLIC_URL phones reach, if any: links then send buyers there.
+    """
     skus = db.session.scalars(
         select(Product.sku)
         .join(Stock, Stock.sku == Product.sku)
@@ -61,12 +111,14 @@ def sync_stripe(
     db.session.commit()
     results = []
     for sku in skus:
-        results.append(sync_item(sku, store, capture, gateway))
+        results.append(sync_item(sku, store, capture, gateway, public_url=public_url))
         echo(results[-1].describe())
     return results
 
 
-def sync_item(sku: str, store: str, capture: str, gateway: Any) -> SyncResult:
+def sync_item(
+    sku: str, store: str, capture: str, gateway: Any, *, public_url: str | None = None
+) -> SyncResult:
     """Bring one item's Stripe product, price and link in line with the database.
 
     Commits as it goes and never calls Stripe inside a transaction: each id is stored as
@@ -103,12 +155,20 @@ def sync_item(sku: str, store: str, capture: str, gateway: Any) -> SyncResult:
         _save_product_ids(sku, product_id, price_id)
         result.created.append("price")
 
-    _sync_link(sku, store, capture, price_id, gateway, result)
+    _sync_link(
+        sku, store, capture, price_id, gateway, result, after_completion(capture, public_url)
+    )
     return result
 
 
 def _sync_link(
-    sku: str, store: str, capture: str, price_id: str, gateway: Any, result: SyncResult
+    sku: str,
+    store: str,
+    capture: str,
+    price_id: str,
+    gateway: Any,
+    result: SyncResult,
+    confirmation: dict[str, Any],
 ) -> None:
     stock = db.session.get(Stock, (sku, store))
     want_active = stock.available > 0 and not stock.off_sale
@@ -127,6 +187,12 @@ def _sync_link(
             if link.active != want_active:
                 _switch(gateway, old_id, want_active, version)
                 result.switched = "on" if want_active else "off"
+            if _confirmation_of(link) != confirmation:
+                # Setting a value is safe to repeat; a fresh key, so changing it back is
+                # not taken for a replay of the first change.
+                key = f"swagstore-after-{old_id}-{uuid.uuid4().hex}"
+                gateway.update_payment_link(old_id, {"after_completion": confirmation}, key)
+                result.confirmation = True
             _save_link_state(old_id, want_active)
             return
         # A new price or capture method needs a new link; the old one stops selling first.
@@ -144,10 +210,7 @@ def _sync_link(
             "metadata": {"sku": sku, "store": store},
         },
         "inactive_message": SOLD_OUT_MESSAGE,
-        "after_completion": {
-            "type": "hosted_confirmation",
-            "hosted_confirmation": {"custom_message": THANKS_MESSAGE},
-        },
+        "after_completion": confirmation,
     }
     link = gateway.create_payment_link(params, _key("link", f"{store}-{sku}", params))
     # A replayed create answers the link as it was then; ask for its state now.

@@ -33,6 +33,7 @@ def test_stock_lists_items_with_counts(app, client):
         "reserved": 1,
         "sold": 0,
         "sold_out": False,
+        "off_sale": False,
         "buy_url": None,
         "payment_link_id": None,
     }

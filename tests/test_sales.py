@@ -296,7 +296,7 @@ def test_variants_are_labelled_by_what_sets_them_apart(app):
             STORE,
         )
         db.session.commit()
-        assert sales.item_labels(STORE) == {
+        assert offer.item_labels(STORE) == {
             "tee-s": "Logo T-shirt, S",
             "tee-m": "Logo T-shirt, M",
             "hoodie": "Zip hoodie",

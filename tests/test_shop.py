@@ -145,14 +145,8 @@ def test_kiosk_qr_codes_point_at_the_shop(app, shop_app, mode, path):
     assert f'src="/qr/tee-m.svg?v={qr.version(url)}"' in kiosk.get_data(as_text=True)
 
 
-def test_thanks_and_cancelled_pages(app, shop_app):
+def test_cancelled_page(app, shop_app):
     client = shop_app("reserved_checkout").test_client()
-    assert "Thank you" in client.get("/buy/tee-m/thanks").get_data(as_text=True)
-    back = client.get("/pay/tee-m/thanks?payment_intent=pi_1&redirect_status=succeeded")
-    assert "Thank you" in back.get_data(as_text=True)
-    failed = client.get("/pay/tee-m/thanks?payment_intent=pi_1&redirect_status=failed")
-    page = failed.get_data(as_text=True)
-    assert "did not go through" in page and 'href="/pay/tee-m"' in page
     page = client.get("/buy/tee-m/cancelled").get_data(as_text=True)
     assert "Nothing was charged" in page and 'href="/buy/tee-m"' in page
 

@@ -60,9 +60,10 @@ def test_sync_twice_creates_everything_once(app, runner, sandbox):
         assert link.metadata.to_dict() == {"sku": "tee-m", "store": STORE}
         assert link.payment_intent_data.capture_method == "automatic"
         assert link.inactive_message == "Sold out at the booth, sorry!"
-        assert (
-            link.after_completion.hosted_confirmation.custom_message == stripe_sync.THANKS_MESSAGE
-        )
+        message = link.after_completion.hosted_confirmation.custom_message
+        assert message == stripe_sync.THANKS_MESSAGES["automatic"]
+        assert "Show this screen at the Swagstore table" in message
+        assert "refunded automatically" in message
         items = payments.gateway().client.v1.payment_links.line_items.list(tee.id).data
         assert [(i.quantity, i.adjustable_quantity.enabled) for i in items] == [(1, False)]
         product = db.session.get(Product, "tee-m")

@@ -82,14 +82,19 @@ def pay(session_id: str) -> Any:
     except StripeError as e:
         return _failed(e)
     db.session.commit()
-    return _answer("sandbox/paid.html", session, session=session, message=_thanks(session))
+    return _completed(session)
 
 
-def _thanks(session: dict[str, Any]) -> str | None:
-    if not session.get("payment_link"):
-        return None
-    after = get("payment_link", session["payment_link"]).data["after_completion"]
-    return (after.get("hosted_confirmation") or {}).get("custom_message")
+def _completed(session: dict[str, Any]) -> Any:
+    """Answer a paid session as Stripe does: to its success URL, else the confirmation page."""
+    after: dict[str, Any] = {}
+    if session.get("payment_link"):
+        after = get("payment_link", session["payment_link"]).data["after_completion"]
+    url = session.get("success_url") or (after.get("redirect") or {}).get("url")
+    if url and not _wants_json():
+        return redirect(url.replace("{CHECKOUT_SESSION_ID}", session["id"]), 303)
+    message = (after.get("hosted_confirmation") or {}).get("custom_message")
+    return _answer("sandbox/paid.html", session, session=session, message=message)
 
 
 @bp.post("/checkout/<session_id>/settle")

@@ -20,7 +20,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import auth, backoffice, charts, clock, money, sales
+from .. import auth, backoffice, charts, clock, money, offer, sales
 from ..sales import Refused, whole_number
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -123,7 +123,7 @@ def sell(sku: str) -> BaseResponse:
     quantity = whole_number(request.form.get("quantity"), "Quantity", minimum=1)
     kind, note = request.form.get("kind", ""), request.form.get("note")
     sale = sales.sell(sku, _store(), kind, quantity, actor=session["actor"], note=note)
-    item = sales.item_labels(_store()).get(sku, sku)
+    item = offer.item_labels(_store()).get(sku, sku)
     if sale.kind == "cash":
         amount = _money(sale.amount, sale.currency)
         return _done(f"Collect {amount} in cash for {quantity} × {item} (sale {sale.id}).")
@@ -135,7 +135,7 @@ def off_sale(sku: str) -> BaseResponse:
     """Take an item off sale (link off, hidden on the kiosk) or put it back (on=yes)."""
     on_sale = request.form.get("on") == "yes"
     backoffice.set_on_sale(sku, _store(), on_sale, actor=session["actor"])
-    item = sales.item_labels(_store()).get(sku, sku)
+    item = offer.item_labels(_store()).get(sku, sku)
     return _done(f"{item} is {'back on sale' if on_sale else 'off sale'}.")
 
 

@@ -27,6 +27,7 @@ def stock() -> dict:
             "reserved": item.reserved,
             "sold": item.sold,
             "sold_out": item.sold_out,
+            "off_sale": item.off_sale,
             "buy_url": offer.buy_url(item, mode, base),
             "payment_link_id": item.payment_link_id,
         }

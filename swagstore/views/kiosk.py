@@ -40,13 +40,14 @@ class Card:
 def cards(listings: list[offer.Listing], mode: str, public_url: str) -> list[Card]:
     """Gather listings into kiosk cards, variants of one group together, in catalog order."""
     groups: dict[str, list[offer.Listing]] = {}
-    for listing in listings:
+    # An item staff took off sale is not shown at all; it comes back when put back on sale.
+    for listing in (item for item in listings if not item.off_sale):
         groups.setdefault(listing.group or f"sku:{listing.sku}", []).append(listing)
     result = []
     for members in groups.values():
         first = members[0]
         # Label each variant by the attributes that tell the group's members apart.
-        keys = [k for k in first.attributes if len({m.attributes.get(k) for m in members}) > 1]
+        keys = offer.variant_keys([m.attributes for m in members])
         result.append(
             Card(
                 name=first.name,

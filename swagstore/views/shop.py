@@ -56,7 +56,8 @@ def pay(sku: str) -> Any:
     )
     if isinstance(result, hold_checkout.SoldOut):
         return render_template("shop/sold_out.html", result=result, path="pay"), 409
-    return_url = url_for("shop.thanks", sku=sku, _external=True)
+    # After paying, the buyer's page follows the sale (views/paid.py).
+    return_url = url_for("paid.status", reference=result.payment_intent_id, _external=True)
     return render_template("shop/pay.html", intent=result, return_url=return_url)
 
 
@@ -81,14 +82,6 @@ def create_intent() -> Any:
         "amount": result.amount,
         "currency": result.currency,
     }, 201
-
-
-@bp.get("/buy/<sku>/thanks", endpoint="thanks")
-@bp.get("/pay/<sku>/thanks")
-def thanks(sku: str) -> str:
-    """Thank the visitor after paying (Stripe.js adds redirect_status on its way back)."""
-    paid = request.args.get("redirect_status", "succeeded") == "succeeded"
-    return render_template("shop/thanks.html", sku=sku, paid=paid)
 
 
 @bp.get("/buy/<sku>/cancelled")
