@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import inspect, select, text
 from stripe_fixtures import make_event, make_session
 
 from conftest import ADMIN_PASSWORD, STORE, csrf_from, log_in, make_product
-from swagstore import fulfilment, inventory, tasks
-from swagstore.models import Sale, Stock, StockEvent, Task, db
+from swagstore import auth, fulfilment, inventory, tasks
+from swagstore.models import LoginFailure, Sale, Stock, StockEvent, Task, db
 
 
 @pytest.fixture
@@ -438,3 +439,96 @@ def test_tasks_page_reports_payments_for_unknown_items(app, client):
 
     assert f'id="event-{event["id"]}"' in page
     assert "unknown item &#39;no-such-sku&#39;" in page
+
+
+# The table: booth time, labels, off sale, unknown filters ------------------------------------
+
+
+def test_the_lock_out_says_the_booths_time(app_config):
+    from swagstore import create_app
+
+    chicago = create_app({**app_config, "TIMEZONE": "America/Chicago"})
+    with chicago.app_context():
+        from swagstore.cli import init_db
+
+        init_db()
+    client = chicago.test_client()
+    token = csrf_from(client.get("/admin/login").text)
+    for _ in range(5):
+        client.post("/admin/login", data={"csrf_token": token, "password": "guess"})
+    response = client.post("/admin/login", data={"csrf_token": token, "password": "guess"})
+    with chicago.app_context():
+        last = db.session.scalar(select(LoginFailure.at).order_by(LoginFailure.at.desc()))
+        db.engine.dispose()
+    until = (last + auth.WINDOW).astimezone(ZoneInfo("America/Chicago"))
+    assert response.status_code == 429
+    assert f"try again after {until:%H:%M:%S}." in response.text
+    assert "UTC" not in response.text
+
+
+def test_stock_page_labels_variants_and_shows_price_takings_and_cash_due(app, client):
+    navy = {"colour": "Navy"}
+    make_product(app, "tee-s", name="Logo T-shirt", group="tee", attributes={"size": "S", **navy})
+    make_product(app, "tee-m", name="Logo T-shirt", group="tee", attributes={"size": "M", **navy})
+    card_sale(app, "tee-m")
+    refunded = card_sale(app, "tee-m", pi="pi_2")
+    with app.app_context():
+        db.session.get(Sale, refunded).status = "refunded"
+        db.session.commit()
+    log_in(client)
+    page = client.get("/admin").text
+    rows = dict(re.findall(r'<tr id="item-([\w-]+)"[^>]*>(.*?)</tr>', page, re.S))
+    assert '<span class="item-name">Logo T-shirt, S</span>' in rows["tee-s"]
+    assert '<span class="item-name">Logo T-shirt, M</span>' in rows["tee-m"]
+    assert re.search(r'class="n sold"[^>]*>1<', rows["tee-m"])  # not the refunded one
+    assert re.search(r'class="n takings"[^>]*>\$25.00<', rows["tee-m"])
+    assert re.search(r'class="n price"[^>]*>\$25.00<', rows["tee-s"])
+    assert "collect $25.00 each" in rows["tee-s"]
+
+
+def test_an_item_goes_off_sale_and_back_with_its_history(app, client):
+    make_product(app, "tee-m", stock=4, name="Logo tee")
+    make_product(app, "mug", stock=4, name="Mug")
+    token = log_in(client, name="Ada")
+
+    def toggle(on: str, sku: str = "tee-m") -> list[str]:
+        client.post(f"/admin/stock/{sku}/off-sale", data={"csrf_token": token, "on": on})
+        return flashes(client.get("/admin").text)
+
+    assert toggle("no") == ["Logo tee is off sale."]
+    assert toggle("no") == ["tee-m is already off sale; nothing changed."]
+    with app.app_context():
+        assert db.session.get(Stock, ("tee-m", STORE)).off_sale
+    items = {i["sku"]: i for i in client.get("/api/stock").get_json()["items"]}
+    assert items["tee-m"]["off_sale"] and not items["mug"]["off_sale"]
+    assert items["tee-m"]["available"] == 4  # the units stay
+    kiosk = client.get("/").text
+    assert 'data-sku="tee-m"' not in kiosk and 'data-sku="mug"' in kiosk
+    assert "Put back on sale" in client.get("/admin").text
+
+    assert toggle("yes") == ["Logo tee is back on sale."]
+    assert toggle("yes") == ["tee-m is already on sale; nothing changed."]
+    assert toggle("no", sku="ghost") == ["There is no item &#39;ghost&#39; at this booth."]
+    assert 'data-sku="tee-m"' in client.get("/").text
+    with app.app_context():
+        log = db.session.execute(
+            select(StockEvent.reason, StockEvent.actor, StockEvent.on_hand)
+            .where(StockEvent.sku == "tee-m")
+            .order_by(StockEvent.id)
+        ).all()
+    assert log == [("catalog", None, 4), ("off-sale", "staff:Ada", 4), ("on-sale", "staff:Ada", 4)]
+
+
+def test_an_unknown_sales_status_is_refused_with_the_allowed_ones(app, client):
+    log_in(client)
+    page = client.get("/admin/sales?status=paid", headers={"Accept": "text/html"})
+    assert page.status_code == 400
+    assert "unknown status &#39;paid&#39;; use one of pending, fulfilled, voided" in page.text
+    answer = client.get("/admin/sales?status=paid", headers={"Accept": "application/json"})
+    assert answer.status_code == 400
+    assert answer.get_json()["message"] == (
+        "unknown status 'paid'; use one of pending, fulfilled, voided, refund_pending, "
+        "refunded, failed"
+    )
+    assert client.get("/admin/sales?status=").status_code == 200
+    assert client.get("/admin/sales?status=refunded").status_code == 200

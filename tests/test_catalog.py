@@ -72,8 +72,14 @@ def test_reload_keeps_stock_unless_reset(app, runner, tmp_path):
     with app.app_context():
         inventory.take("tee-m", STORE, 3)
         db.session.commit()
+    same = runner.invoke(args=["load-catalog", path])
+    assert same.exit_code == 0, same.output
+    assert "  tee-m: unchanged\n  mug: unchanged\n" in same.output
+    assert "0 new, 0 updated, 2 unchanged, 0 stock reset" in same.output
     changed = write(tmp_path, GOOD.replace("price = 2500", "price = 2700"))
-    assert runner.invoke(args=["load-catalog", changed]).exit_code == 0
+    result = runner.invoke(args=["load-catalog", changed])
+    assert result.exit_code == 0, result.output
+    assert "  tee-m: updated\n  mug: unchanged\n" in result.output
     with app.app_context():
         assert db.session.get(Stock, ("tee-m", STORE)).on_hand == 17
         assert db.session.get(Product, "tee-m").price == 2700
