@@ -9,3 +9,5 @@
 # PUBLIC_URL = "https://booth.example.com" # what phones reach, for modes 2 and 3
 # HOLD_SECONDS = 300
 # ADMIN_PASSWORD = "choose-a-long-one"
+# LOCALE = "en_US"                         # how money reads: "de_DE" writes 25,00 €
+# TIMEZONE = "America/Chicago"             # the booth's zone for staff pages (default: this laptop's)
