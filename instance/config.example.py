@@ -10,4 +10,4 @@
 # HOLD_SECONDS = 300
 # ADMIN_PASSWORD = "choose-a-long-one"
 # LOCALE = "en_US"                         # how money reads: "de_DE" writes 25,00 €
-# TIMEZONE = "America/Chicago"             # the booth's zone for staff pages (default: this laptop's)
+# TIMEZONE = "America/Chicago"             # staff pages' times (default: this laptop's zone)
