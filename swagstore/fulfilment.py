@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import holds, inventory, pickup, tasks
-from .models import Hold, Sale, Stock, Store, StripeEvent, db, utcnow
+from .models import CardPayment, Hold, Sale, Stock, Store, StripeEvent, db, utcnow
 
 
 class MalformedEvent(ValueError):
@@ -338,6 +338,24 @@ def _refunded(intent_id: str | None) -> Effect:
     return Effect("applied" if changed else "ignored", "refund confirmed")
 
 
+# The card that paid ----------------------------------------------------------------------
+
+
+def _charge_succeeded(charge: dict[str, Any]) -> Effect:
+    """Keep the brand and last four digits of a card that paid one of our payments."""
+    meta = charge.get("metadata") or {}
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    intent_id, last4 = _id_of(charge.get("payment_intent")), card.get("last4")
+    if not meta.get("sku") or not meta.get("store") or not intent_id:
+        return Effect("ignored", "not a Swagstore payment (no sku/store metadata)")
+    if not (isinstance(last4, str) and len(last4) == 4 and last4.isdigit()):
+        return Effect("ignored", "not paid by card")
+    if db.session.get(CardPayment, intent_id) is None:
+        brand = str(card.get("brand") or "")[:32] or None
+        db.session.add(CardPayment(payment_intent_id=intent_id, brand=brand, last4=last4))
+    return Effect("applied", f"card ending {last4}")
+
+
 # Event type -> handler.
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _session_completed,
@@ -349,4 +367,5 @@ HANDLERS: dict[str, Handler] = {
     "refund.created": _refund_updated,
     "refund.updated": _refund_updated,
     "charge.refunded": _charge_refunded,
+    "charge.succeeded": _charge_succeeded,
 }

@@ -285,6 +285,18 @@ class Sale(db.Model):
     )
 
 
+class CardPayment(db.Model):
+    """The card that paid a PaymentIntent, from its charge.succeeded event: staff match a
+    buyer without a code by it. Kept apart from the sale, which may be recorded after it."""
+
+    __tablename__ = "card_payment"
+
+    payment_intent_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    brand: Mapped[str | None] = mapped_column(String(32))
+    last4: Mapped[str] = mapped_column(String(4))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Task(db.Model):
     """A Stripe side effect queued in the same transaction as its cause (the outbox)."""
 

@@ -17,7 +17,7 @@ from typing import IO
 from sqlalchemy import func, select, update
 
 from . import inventory, offer, tasks
-from .models import Product, Sale, Stock, db, utcnow
+from .models import CardPayment, Product, Sale, Stock, db, utcnow
 
 KINDS = ("card", "cash", "giveaway")
 STATUSES = ("pending", "fulfilled", "voided", "refund_pending", "refunded", "failed")
@@ -165,6 +165,7 @@ class Pickup:
     amount: int
     currency: str
     created_at: datetime
+    card: str = ""  # "visa ····4242" when Stripe told us the card
 
 
 def to_hand_over(store: str, *, limit: int = 200) -> list[Pickup]:
@@ -179,7 +180,10 @@ def to_hand_over(store: str, *, limit: int = 200) -> list[Pickup]:
             Sale.amount,
             Sale.currency,
             Sale.created_at,
+            CardPayment.brand,
+            CardPayment.last4,
         )
+        .outerjoin(CardPayment, CardPayment.payment_intent_id == Sale.payment_intent_id)
         .where(
             Sale.store == store,
             Sale.kind == "card",
@@ -190,8 +194,17 @@ def to_hand_over(store: str, *, limit: int = 200) -> list[Pickup]:
         .limit(limit)
     )
     return [
-        Pickup(id, code or "", labels.get(sku, sku), quantity, amount, currency, created_at)
-        for id, code, sku, quantity, amount, currency, created_at in rows
+        Pickup(
+            id,
+            code or "",
+            labels.get(sku, sku),
+            quantity,
+            amount,
+            currency,
+            created_at,
+            f"{brand or 'card'} ····{last4}" if last4 else "",
+        )
+        for id, code, sku, quantity, amount, currency, created_at, brand, last4 in rows
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from stripe_fixtures import make_event, make_session
+from stripe_fixtures import make_event, make_session, unique
 
 from conftest import STORE, make_product
 from swagstore import fulfilment, pickup, sales
@@ -132,3 +132,40 @@ def test_a_staff_refund_after_the_sale_is_not_called_sold_out(app):
         sales.refund(sale_of(app, session).id, restock=True, actor="staff")
         view = pickup.buyer_view(session["id"])
     assert (view.state, view.oversold) == ("refunded", False)
+
+
+def charge(intent: str, last4: str = "4242", **metadata: str) -> dict:
+    """A succeeded card charge as Stripe's charge.succeeded event carries it."""
+    return {
+        "id": unique("ch_"),
+        "object": "charge",
+        "status": "succeeded",
+        "payment_intent": intent,
+        "metadata": metadata,
+        "payment_method_details": {
+            "type": "card",
+            "card": {"brand": "visa", "last4": last4, "exp_month": 12, "exp_year": 2030},
+        },
+    }
+
+
+def test_staff_see_the_cards_last_four_whichever_event_came_first(app):
+    make_product(app, "tee-m", stock=5)
+    meta = {"sku": "tee-m", "store": STORE}
+    early = make_session()
+    with app.app_context():
+        # Stripe often sends the charge before the session: it waits for its sale.
+        done = fulfilment.apply(
+            make_event(charge(early["payment_intent"], **meta), "charge.succeeded")
+        )
+        assert (done.outcome, done.note) == ("applied", "card ending 4242")
+        fulfilment.apply(make_event(early))
+    late = pay(app)
+    with app.app_context():
+        fulfilment.apply(
+            make_event(charge(late["payment_intent"], "0005", **meta), "charge.succeeded")
+        )
+        unknown = fulfilment.apply(make_event(charge("pi_elsewhere"), "charge.succeeded"))
+        assert unknown.outcome == "ignored"
+        shown = {p.id: p.card for p in sales.to_hand_over(STORE)}
+    assert sorted(shown.values()) == ["visa ····0005", "visa ····4242"]

@@ -1,4 +1,5 @@
-"""Handing over and off sale: a sale's pickup code and hand-over, an item taken off sale.
+"""Handing over and off sale: a sale's pickup code and hand-over, the card that paid it, an
+item taken off sale.
 
 Revision ID: 0002_handover
 Revises: 0001
@@ -17,6 +18,14 @@ OPEN_PICKUP = "pickup_code IS NOT NULL AND handed_over_at IS NULL AND status = '
 
 
 def upgrade() -> None:
+    op.create_table(
+        "card_payment",
+        sa.Column("payment_intent_id", sa.String(length=255), nullable=False),
+        sa.Column("brand", sa.String(length=32), nullable=True),
+        sa.Column("last4", sa.String(length=4), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("payment_intent_id", name=op.f("pk_card_payment")),
+    )
     with op.batch_alter_table("sale") as batch:
         batch.add_column(sa.Column("pickup_code", sa.String(length=8), nullable=True))
         batch.add_column(sa.Column("handed_over_at", sa.DateTime(), nullable=True))
@@ -42,3 +51,4 @@ def downgrade() -> None:
         batch.drop_column("handed_over_by")
         batch.drop_column("handed_over_at")
         batch.drop_column("pickup_code")
+    op.drop_table("card_payment")
