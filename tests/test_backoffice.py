@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import STORE, make_product
-from swagstore import backoffice, inventory, tasks
+from swagstore import backoffice, holds, inventory, offer, tasks
 from swagstore.models import PaymentLink, Stock, StockEvent, Task, db, utcnow
 from swagstore.sales import Refused
 
@@ -136,3 +136,36 @@ def test_retry_makes_a_failed_task_due_now(app):
             backoffice.retry(done.id)
         with pytest.raises(Refused, match="no task 999"):
             backoffice.retry(999)
+
+
+def test_off_sale_switches_the_link_off_stops_holds_and_back_on(app):
+    make_product(app, "tee-m", stock=3)
+    make_product(app, "mug", stock=3)
+    with app.app_context():
+        add_link("tee-m")
+        backoffice.set_on_sale("tee-m", STORE, False, actor="staff:ada")
+        # The link switch is queued with the change, and the link is wanted off.
+        queued = db.session.scalars(select(Task).where(Task.kind == "sync_link")).all()
+        assert [t.args for t in queued] == [{"sku": "tee-m", "store": STORE}]
+        assert tasks._link_and_wanted("tee-m", STORE) == ("plink_tee-m", False)
+        row = next(r for r in backoffice.stock_rows(STORE) if r.item.sku == "tee-m")
+        assert (row.item.off_sale, row.item.available, row.link_state) == (
+            True,
+            3,
+            "switching off",
+        )
+        # Nothing to hold, nothing suggested on a sold-out page: it is not on offer.
+        assert holds.start_hold("tee-m", STORE, 300) is None
+        assert [o.sku for o in offer.in_stock(STORE, except_sku="x")] == ["mug"]
+        db.session.rollback()
+        with pytest.raises(Refused, match="tee-m is already off sale"):
+            backoffice.set_on_sale("tee-m", STORE, False, actor="staff:ada")
+        backoffice.set_on_sale("tee-m", STORE, True, actor="staff:bo")
+        assert tasks._link_and_wanted("tee-m", STORE) == ("plink_tee-m", True)
+        assert holds.start_hold("tee-m", STORE, 300) is not None
+        with pytest.raises(Refused, match="no item 'ghost'"):
+            backoffice.set_on_sale("ghost", STORE, False, actor="staff:ada")
+        reasons = db.session.execute(
+            select(StockEvent.reason, StockEvent.actor).where(StockEvent.reason.like("%-sale"))
+        ).all()
+        assert reasons == [("off-sale", "staff:ada"), ("on-sale", "staff:bo")]

@@ -92,6 +92,11 @@ def test_make_dev_from_a_fresh_clone_serves_the_demo_store(tmp_path):
             assert stock.url == f"http://127.0.0.1:{port}/admin", stock.text
             assert "tee-xl" in stock.text and "SANDBOX: no real payments" in stock.text
         assert (clone / "instance" / "admin_password").read_text().strip() == password
+        # The demo needs the runtime only: no test or lint tools were installed for it.
+        venv = clone / ".venv" / "bin"
+        assert (venv / "gunicorn").exists() and (venv / "flask").exists()
+        for tool in ("pytest", "playwright", "mypy", "ruff"):
+            assert not (venv / tool).exists(), f"make dev installed {tool}"
         # The worker runs beside the web server (Procfile.dev), and is seen on /healthz.
         health = wait_for_worker(port)
         assert health["status"] == "ok" and health["worker"]["ok"], health
