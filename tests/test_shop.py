@@ -489,9 +489,12 @@ def test_pay_page_takes_the_visitor_through_the_sandbox_card_form(app, shop_serv
             headers={"Accept": "text/html"},
             timeout=60,
         )
-    assert done.status_code == 200 and "Thank you" in done.text
+    # Back on the buyer's page for this payment, which follows it to the pickup code.
+    assert done.status_code == 200
+    assert done.url.startswith(f"{sandbox.url}/paid/{form.group(2)}?payment_intent=")
     wait_until(lambda: sale_counts(app) == {"fulfilled": 1}, "the sale")
     assert stock_of(app) == (1, 0)
+    assert "Ready to collect" in requests.get(done.url, timeout=60).text
 
 
 @pytest.mark.parametrize(("hold_seconds", "lifetime"), [(300, 35 * 60), (3600, 3600 + 5 * 60)])
