@@ -100,7 +100,7 @@ def test_concurrent_cash_sales_never_sell_more_than_there_is(app, two_workers):
     finally:
         for http, _ in staff:
             http.close()
-    recorded = [m for m in messages if m.startswith("Recorded cash sale")]
+    recorded = [m for m in messages if m.startswith("Collect $25.00 in cash for 1")]
     refused = [m for m in messages if m.startswith("Only 0 of tee-m available")]
     assert (len(recorded), len(refused)) == (5, 7), messages
     with app.app_context():

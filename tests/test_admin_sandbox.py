@@ -42,7 +42,7 @@ def link_state(http, base: str, sku: str) -> str:
     row = re.search(
         rf'<tr id="item-{sku}">(.*?)</tr>', http.get(base + "/admin", timeout=30).text, re.S
     )
-    return re.findall(r"<td>([^<]*)</td>", row.group(1))[0]
+    return re.findall(r'<td class="link"[^>]*><span[^>]*>([^<]*)</span>', row.group(1))[0]
 
 
 def sold_out_item_with_a_link(app, runner, sandbox) -> tuple[str, str]:
