@@ -163,5 +163,6 @@ def test_the_sandbox_is_loaded_only_by_the_app_factory_init_db_and_worker_in_san
 
 def test_the_sandbox_never_imports_the_product():
     for module in SANDBOX:
-        product = GRAPH[module] - SANDBOX - {"swagstore.models"}
+        # The money formatter is a leaf (Babel only): the hosted pages write amounts with it.
+        product = GRAPH[module] - SANDBOX - {"swagstore.models", "swagstore.money"}
         assert not product, f"{module} imports {sorted(product)}"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.exceptions import BadRequest
 
+from .. import money
 from ..models import db
-from . import amounts, checkout, delivery, faults, intents, ledger
+from . import checkout, delivery, faults, intents, ledger
 from .api import base_url
 from .errors import StripeError
 from .store import advance_clock, get
@@ -18,9 +19,9 @@ bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
 
 @bp.app_template_filter("sandbox_money")
-def money(amount: int, currency: str) -> str:
-    """Show an API amount in its currency's units (zero-decimal yen stay whole)."""
-    return amounts.shown(amount, currency)
+def shown(amount: int, currency: str) -> str:
+    """Show an API amount as the store's pages do: ¥500 reads ¥500 (the one formatter)."""
+    return money.format_money(amount, currency, current_app.config.get("LOCALE", "en_US"))
 
 
 def _wants_json() -> bool:
