@@ -63,7 +63,7 @@ def app_config(app_config):
 
 def reading_urls(app) -> dict[str, str]:
     """Return one URL per GET route that only reads, by endpoint."""
-    samples = {"sku": "tee-m", "filename": "kiosk.css"}
+    samples = {"sku": "tee-m", "filename": "kiosk.css", "reference": "cs_test_a1b2c3d4e5f6"}
     urls = {}
     for rule in app.url_map.iter_rules():
         # The sandbox plays Stripe; it is not the store and keeps its own transactions.
