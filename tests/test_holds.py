@@ -430,6 +430,7 @@ def test_a_failed_delayed_payment_releases_the_sessions_hold(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 300)
         session = make_session(payment_status="unpaid", hold=str(held.id))
+        session["payment_intent"] = {"id": unique("pi_"), "status": "processing"}
         holds.attach(held.id, session_id=session["id"])
         fulfilment.apply(make_event(session))
         assert holds.status(held.id) == "active"
