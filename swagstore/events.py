@@ -25,8 +25,9 @@ from . import fulfilment, payments
 from .models import PaymentLink, Sale, Setting, db, read_only
 
 CURSOR_KEY = "poll_events.cursor"
-# Unix time of the newest event the cursor passed (first: when the database was made);
-# a poller that starts reconciles from a little before it, the time it may have missed.
+# Unix time of the newest event the cursor passed (first: when the database was made, so
+# its first poll asks for the events since); a poller that starts reconciles from a little
+# before it, the time it may have missed.
 SINCE_KEY = "poll_events.since"
 LEASE_KEY = "poll_events.lease"
 PAGE_SIZE = 100
@@ -37,8 +38,6 @@ RECONCILE_MARGIN_SECONDS = 300
 # Transient errors back off from a blip to a minute; a refusal is asked again each minute.
 BACKOFF_CAP_SECONDS = 60.0
 REFUSED_RETRY_SECONDS = 60.0
-# The cursor of an account that had no events when the database first polled it.
-FROM_THE_START = ""
 
 log = logging.getLogger(__name__)
 
@@ -91,23 +90,20 @@ class Tally:
 def poll_once(gateway: payments.Gateway) -> Tally:
     """Apply every handled event newer than the stored cursor, oldest first.
 
-    A database that never polled starts after the account's newest event: the sales made
-    before it existed are not its own (reconcile on start covers the time since init-db).
+    A database that never polled starts with the events made since it was (init-db): the
+    account's older events, sales made before it existed, are never replayed into it.
     """
     tally = Tally({})
     cursor = _setting(CURSOR_KEY)
     types = sorted(fulfilment.HANDLERS)
     if cursor is None:
-        newest = _page(gateway, types, {"limit": 1})
-        _set_cursor(newest[0] if newest else {"id": FROM_THE_START})
-        return tally
-    if cursor == FROM_THE_START:
-        # The account had no events then: everything it has now came after.
+        since = _setting(SINCE_KEY)
+        created = {"created": {"gte": int(float(since))}} if since else {}
         events: list[dict[str, Any]] = []
-        page = _page(gateway, types, {})
+        page = _page(gateway, types, created)
         while page:
             events.extend(page)
-            page = _page(gateway, types, {"starting_after": page[-1]["id"]})
+            page = _page(gateway, types, {**created, "starting_after": page[-1]["id"]})
         _apply_all(reversed(events), tally)
         return tally
     while True:
