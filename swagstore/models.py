@@ -177,11 +177,11 @@ class PaymentLink(db.Model):
     url: Mapped[str] = mapped_column(String(500))
     price_id: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)  # last state confirmed by Stripe
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
     # automatic | manual, as the link was made: its payments are handled by it, never by
     # today's LINK_CAPTURE. None: made before it was recorded (the payment is asked).
     capture_method: Mapped[str | None] = mapped_column(String(20))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    retired_at: Mapped[datetime | None]
 
     __table_args__ = (
         ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),
