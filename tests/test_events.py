@@ -32,7 +32,13 @@ RESTRICTED = (
 
 def make_booth(path: Path, store: str = STORE):
     app = create_app(
-        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "STORE_ID": store}
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+            "SANDBOX_DATABASE": str(path.with_suffix(".sandbox")),
+            "STORE_ID": store,
+        }
     )
     with app.app_context():
         init_db()
@@ -249,6 +255,7 @@ def refusing_stripe(request, tmp_path):
     app = create_app(
         {
             "TESTING": True,
+            "SECRET_KEY": "test-secret-key",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'booth.sqlite'}",
             "STRIPE_SECRET_KEY": "rk_test_abcd",
             "STRIPE_API_BASE": f"http://127.0.0.1:{server.server_port}",
