@@ -143,8 +143,8 @@ def test_expire_due_queues_the_right_call_and_keeps_the_unit(app):
         assert tasks.expire_holds(utcnow() + timedelta(seconds=61)) == 0
         queued = db.session.execute(select(Task.kind, Task.args, Task.hold_id)).all()
         assert sorted(queued) == [
-            ("cancel", {"payment_intent": "pi_i"}, intent.id),
-            ("expire_session", {"checkout_session": "cs_s"}, session.id),
+            ("cancel", {"payment_intent": "pi_i", "store": STORE}, intent.id),
+            ("expire_session", {"checkout_session": "cs_s", "store": STORE}, session.id),
         ]
         statuses = [hold_row(h.id).status for h in (session, intent, bare, young)]
         assert statuses == ["expiring", "expiring", "released", "active"]
