@@ -190,10 +190,11 @@ def _sync_link(
             if _confirmation_of(link) != confirmation:
                 # Setting a value is safe to repeat; a fresh key, so changing it back is
                 # not taken for a replay of the first change.
-                key = f"swagstore-after-{old_id}-{uuid.uuid4().hex}"
+                key = idempotency_key(store, "after", old_id, uuid.uuid4().hex)
                 gateway.update_payment_link(old_id, {"after_completion": confirmation}, key)
                 result.confirmation = True
-            _save_link_state(old_id, want_active)
+            # A link made before its capture method was recorded gets it from Stripe now.
+            _save_link_state(old_id, want_active, link_capture)
             return
         # A new price or capture method needs a new link; the old one stops selling first.
         if link.active:
@@ -259,9 +260,10 @@ def _save_product_ids(sku: str, product_id: str, price_id: str | None) -> None:
     db.session.commit()
 
 
-def _save_link_state(link_id: str, active: bool) -> None:
+def _save_link_state(link_id: str, active: bool, capture: str) -> None:
     link = db.session.get(PaymentLink, link_id)
     link.active = active
+    link.capture_method = capture
     db.session.commit()
 
 
