@@ -48,8 +48,12 @@ DEFAULTS: dict[str, Any] = {
     # retries in tests.
     "TASK_LEASE_SECONDS": 120,
     "TASK_BACKOFF_SCALE": 1.0,
-    # poll-events: seconds between polls of /v1/events.
-    "POLL_SECONDS": 3,
+    # How Stripe events come in: auto (webhook when STRIPE_WEBHOOK_SECRET is set, else the
+    # worker polls), webhook or poll. A poll every half second puts a sale on the kiosk
+    # within about a second (bench/poll_latency.py); two requests a second is far below
+    # Stripe's rate limits.
+    "EVENT_SOURCE": "auto",
+    "POLL_SECONDS": 0.5,
     # Webhook bodies are a few KiB; anything near a megabyte is abuse.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,
@@ -64,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PURCHASE_MODES = ("payment_link", "reserved_checkout", "payment_intent")
 LINK_CAPTURES = ("automatic", "manual")
+EVENT_SOURCES = ("auto", "webhook", "poll")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -137,6 +142,9 @@ def _check_config(app: Flask) -> None:
         raise ValueError(
             f"LINK_CAPTURE must be one of {', '.join(LINK_CAPTURES)}, not {capture!r}"
         )
+    source = app.config["EVENT_SOURCE"]
+    if source not in EVENT_SOURCES:
+        raise ValueError(f"EVENT_SOURCE must be one of {', '.join(EVENT_SOURCES)}, not {source!r}")
     app.config["HOLD_SECONDS"] = int(app.config["HOLD_SECONDS"])
     live = bool(app.config["STRIPE_SECRET_KEY"])
     if mode == "payment_intent" and live and not app.config["STRIPE_PUBLISHABLE_KEY"]:

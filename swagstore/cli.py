@@ -149,21 +149,34 @@ def worker_command() -> None:
 @with_appcontext
 @click.option("--once", is_flag=True, help="Poll once, then exit.")
 def poll_events_command(once: bool) -> None:
-    """Poll Stripe's /v1/events and apply new ones (for a booth with no public URL)."""
+    """Poll Stripe's /v1/events and apply new ones (as the worker does with EVENT_SOURCE poll)."""
     gateway = payments.gateway()
-    while True:
+    if once:
         try:
             tally = events.poll_once(gateway)
+        except payments.PaymentsError as e:
+            raise click.ClickException(events.refusal(e)) from None
+        click.echo(f"Events: {tally}.")
+        return
+    # The worker's own job, lease and all: started beside a worker, one of the two polls.
+    poller = events.Poller(float(current_app.config["POLL_SECONDS"]), lambda: gateway)
+    failures = 0
+    while True:
+        try:
+            applied = poller.step()
         except payments.Transient as e:
-            if once:
-                raise click.ClickException(f"Stripe unreachable: {e}") from None
-            click.echo(f"Stripe unreachable, trying again: {e}", err=True)
-        else:
-            if tally.total or once:
-                click.echo(f"Events: {tally}.")
-        if once:
-            return
-        time.sleep(current_app.config["POLL_SECONDS"])
+            db.session.rollback()
+            failures += 1
+            delay = min(events.BACKOFF_CAP_SECONDS, 2.0**failures)
+            click.echo(f"{events.refusal(e)}; retrying in {delay:.0f} s", err=True)
+            time.sleep(delay)
+            continue
+        except payments.PaymentsError as e:
+            raise click.ClickException(events.refusal(e)) from None
+        failures = 0
+        if applied:
+            click.echo(f"Applied {applied} event(s).")
+        time.sleep(poller.interval)
 
 
 @click.command("reconcile")
@@ -179,7 +192,11 @@ def reconcile_command(since: str | None) -> None:
         start = parse_since(since)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--since") from None
-    tally = events.reconcile(payments.gateway(), start)
+    try:
+        tally = events.reconcile(payments.gateway(), start)
+    except payments.PaymentsError as e:
+        db.session.rollback()
+        raise click.ClickException(f"{events.refusal(e)}; rerun reconcile") from None
     click.echo(f"Reconciled since {start.isoformat()}: {tally}.")
 
 

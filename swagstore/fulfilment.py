@@ -16,8 +16,8 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import holds, inventory, pickup, tasks
-from .models import CardPayment, Hold, Sale, Stock, Store, StripeEvent, db, utcnow
+from . import holds, inventory, payments, pickup, tasks
+from .models import CardPayment, Hold, PaymentLink, Sale, Stock, Store, StripeEvent, db, utcnow
 
 
 class MalformedEvent(ValueError):
@@ -122,18 +122,79 @@ def _log_unmatched(event: dict[str, Any], result: Result) -> None:
 # Checkout sessions (mode payment_link, and a payment that outlived its hold) -------------
 
 
+# Notes on a pending sale: waiting for its delayed payment, or for the resolve_payment task.
+AWAITING_DELAYED = "awaiting a delayed payment"
+ASKING = "asking Stripe how the payment was made"
+
+
 def _session_completed(session: dict[str, Any]) -> Effect:
     meta = session.get("metadata") or {}
     if not meta.get("sku") or not meta.get("store"):
         return Effect("ignored", "not a Swagstore checkout (no sku/store metadata)")
     if _sale_for(session["id"]) is not None:
         return Effect("ignored", f"checkout session {session['id']} already recorded")
-    manual = current_app.config["LINK_CAPTURE"] == "manual"
-    if not manual and session.get("payment_status") == "unpaid":
+    if session.get("payment_status") != "unpaid":
+        # Paid means captured, whatever the link's setting: an oversold one is refunded.
+        return _take(session, _new_sale(session, "pending"), manual=False)
+    # Unpaid is an authorization (manual capture) or a delayed method: the payment says which.
+    capture = _capture_method(session)
+    if capture == "manual" or db.session.get(Store, meta["store"]) is None:
+        # (A store not ours is kept for staff, untouched, whatever its capture.)
+        return _take(session, _new_sale(session, "pending"), manual=True)
+    if capture == "automatic":
         # A delayed method (a bank debit): nothing is paid yet, so nothing leaves stock.
-        _new_sale(session, "pending", note="awaiting a delayed payment")
+        _new_sale(session, "pending", note=AWAITING_DELAYED)
         return Effect("applied", "awaiting async_payment_succeeded")
-    return _take(session, _new_sale(session, "pending"), manual)
+    sale = _flushed(_new_sale(session, "pending", note=ASKING))
+    tasks.enqueue("resolve_payment", sale_id=sale.id)
+    return Effect("applied", "asking Stripe how the payment was made")
+
+
+def _capture_method(session: dict[str, Any]) -> str | None:
+    """Return how an unpaid session's payment was made, from the event or our link's record."""
+    intent = session.get("payment_intent")
+    if isinstance(intent, dict) and intent.get("status"):
+        return "manual" if intent["status"] == "requires_capture" else "automatic"
+    link_id = _id_of(session.get("payment_link"))
+    link = db.session.get(PaymentLink, link_id) if link_id else None
+    # None: a hold's session or a link made before its capture was recorded.
+    return link.capture_method if link is not None else None
+
+
+def resolve_payment(sale_id: int, intent: dict[str, Any], session: dict[str, Any]) -> str:
+    """Handle an unpaid session's sale by its PaymentIntent as Stripe has it; commit.
+
+    Called by the resolve_payment task after it asked Stripe (outside any transaction).
+    """
+    sale = db.session.get(Sale, sale_id)
+    if sale is None or sale.status != "pending" or sale.note != ASKING:
+        db.session.rollback()
+        return "already handled"
+    status = intent.get("status")
+    if status == "requires_capture":
+        sale.note = None
+        effect = _take(session, sale, manual=True)
+    elif status == "canceled":
+        sale.status, sale.note = "voided", "its authorization was cancelled on Stripe"
+        effect = Effect("applied", sale.note)
+    else:
+        # Processing, or already succeeded: the async_payment_succeeded event takes the units.
+        sale.note = AWAITING_DELAYED
+        effect = Effect("applied", sale.note)
+    db.session.commit()
+    return effect.note or effect.outcome
+
+
+def _resolve_task(task: tasks.Claimed) -> None:
+    sale = db.session.get(Sale, task.sale_id)
+    ids = (sale.payment_intent_id, sale.checkout_session_id) if sale else (None, None)
+    db.session.commit()
+    if None in ids:
+        raise payments.Rejected(f"task {task.id} has no sale with a checkout payment")
+    gw = payments.gateway()
+    intent = gw.retrieve_payment_intent(ids[0]).to_dict(for_json=True)
+    session = gw.retrieve_checkout_session(ids[1]).to_dict(for_json=True)
+    resolve_payment(task.sale_id, intent, session)
 
 
 def _async_succeeded(session: dict[str, Any]) -> Effect:
@@ -369,3 +430,6 @@ HANDLERS: dict[str, Handler] = {
     "charge.refunded": _charge_refunded,
     "charge.succeeded": _charge_succeeded,
 }
+
+tasks.RUNNERS["resolve_payment"] = _resolve_task
+tasks.ON_FAILED["resolve_payment"] = tasks.ON_FAILED["refund"]

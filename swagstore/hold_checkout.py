@@ -16,7 +16,7 @@ from typing import Any
 
 from . import offer, payments
 from .holds import OPEN, Held, UnknownItem, attach, release, start_hold
-from .models import Hold, Product, db, read_only
+from .models import Hold, Product, db, idempotency_key, read_only
 
 # Stripe refuses a Checkout Session that expires sooner than 30 minutes after creation.
 STRIPE_MIN_SESSION_SECONDS = 30 * 60
@@ -237,5 +237,4 @@ def _line_item(product: _Price) -> dict[str, Any]:
 
 
 def _key(held: Held, what: str) -> str:
-    # The creation time keeps keys distinct across databases that reuse hold ids.
-    return f"swagstore-hold-{held.id}-{int(held.created_at.timestamp() * 1e6)}-{what}"
+    return idempotency_key(held.store, "hold", held.id, what)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    select,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
@@ -178,6 +179,9 @@ class PaymentLink(db.Model):
     active: Mapped[bool] = mapped_column(default=True)  # last state confirmed by Stripe
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     retired_at: Mapped[datetime | None]
+    # automatic | manual, as the link was made: its payments are handled by it, never by
+    # today's LINK_CAPTURE. None: made before it was recorded (the payment is asked).
+    capture_method: Mapped[str | None] = mapped_column(String(20))
 
     __table_args__ = (
         ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),
@@ -326,6 +330,25 @@ class Setting(db.Model):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# The Setting that names this database: made once (by the revision that added it, which
+# init-db runs), random, so no two databases, nor one re-initialised, share it.
+INSTALL_ID_KEY = "install_id"
+
+
+def install_id() -> str:
+    """Return this database's install id (made once, when its schema was first upgraded)."""
+    with read_only():
+        value = db.session.scalar(select(Setting.value).where(Setting.key == INSTALL_ID_KEY))
+    if value is None:
+        raise RuntimeError("the database has no install id: run `flask --app swagstore init-db`")
+    return value
+
+
+def idempotency_key(store: str, *parts: object) -> str:
+    """Return a Stripe idempotency key no other database or store ever sends."""
+    return "-".join(["swagstore", install_id(), store, *map(str, parts)])
 
 
 class LoginFailure(db.Model):

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .models import PaymentLink, Product, Stock, db, utcnow
+from .models import PaymentLink, Product, Stock, db, idempotency_key, utcnow
 from .offer import last_event_id
 
 SOLD_OUT_MESSAGE = "Sold out at the booth, sorry!"
@@ -136,7 +136,7 @@ def sync_item(
         params: dict[str, Any] = {"name": name, "metadata": {"sku": sku}}
         if description:
             params["description"] = description
-        product_id = gateway.create_product(params, _key("product", sku, params)).id
+        product_id = gateway.create_product(params, _key(store, "product", sku, params)).id
         _save_product_ids(sku, product_id, price_id)
         result.created.append("product")
 
@@ -151,7 +151,7 @@ def sync_item(
             "currency": currency,
             "metadata": {"sku": sku},
         }
-        price_id = gateway.create_price(params, _key("price", sku, params)).id
+        price_id = gateway.create_price(params, _key(store, "price", sku, params)).id
         _save_product_ids(sku, product_id, price_id)
         result.created.append("price")
 
@@ -185,19 +185,20 @@ def _sync_link(
             result.link_id = old_id
             result.active = want_active
             if link.active != want_active:
-                _switch(gateway, old_id, want_active, version)
+                _switch(gateway, store, old_id, want_active, version)
                 result.switched = "on" if want_active else "off"
             if _confirmation_of(link) != confirmation:
                 # Setting a value is safe to repeat; a fresh key, so changing it back is
                 # not taken for a replay of the first change.
-                key = f"swagstore-after-{old_id}-{uuid.uuid4().hex}"
+                key = idempotency_key(store, "after", old_id, uuid.uuid4().hex)
                 gateway.update_payment_link(old_id, {"after_completion": confirmation}, key)
                 result.confirmation = True
-            _save_link_state(old_id, want_active)
+            # A link made before its capture method was recorded gets it from Stripe now.
+            _save_link_state(old_id, want_active, link_capture)
             return
         # A new price or capture method needs a new link; the old one stops selling first.
         if link.active:
-            _switch(gateway, old_id, False, version)
+            _switch(gateway, store, old_id, False, version)
         result.retired = old_id
 
     params = {
@@ -212,11 +213,11 @@ def _sync_link(
         "inactive_message": SOLD_OUT_MESSAGE,
         "after_completion": confirmation,
     }
-    link = gateway.create_payment_link(params, _key("link", f"{store}-{sku}", params))
+    link = gateway.create_payment_link(params, _key(store, "link", sku, params))
     # A replayed create answers the link as it was then; ask for its state now.
     link = gateway.retrieve_payment_link(link.id)
     if link.active != want_active:
-        link = _switch(gateway, link.id, want_active, version)
+        link = _switch(gateway, store, link.id, want_active, version)
     result.created.append("link")
     result.link_id, result.active = link.id, want_active
     if old_id is not None:
@@ -226,7 +227,13 @@ def _sync_link(
         db.session.flush()
     db.session.add(
         PaymentLink(
-            id=link.id, sku=sku, store=store, url=link.url, price_id=price_id, active=want_active
+            id=link.id,
+            sku=sku,
+            store=store,
+            url=link.url,
+            price_id=price_id,
+            active=want_active,
+            capture_method=capture,
         )
     )
     db.session.commit()
@@ -240,9 +247,9 @@ def _current_link(sku: str, store: str) -> PaymentLink | None:
     )
 
 
-def _switch(gateway: Any, link_id: str, active: bool, version: int) -> Any:
+def _switch(gateway: Any, store: str, link_id: str, active: bool, version: int) -> Any:
     # Keyed by the stock log position, so a later flip back is a new request, not a replay.
-    key = f"swagstore-link-{link_id}-{'on' if active else 'off'}-{version}"
+    key = idempotency_key(store, "link", link_id, "on" if active else "off", version)
     return gateway.set_payment_link_active(link_id, active, key)
 
 
@@ -253,13 +260,14 @@ def _save_product_ids(sku: str, product_id: str, price_id: str | None) -> None:
     db.session.commit()
 
 
-def _save_link_state(link_id: str, active: bool) -> None:
+def _save_link_state(link_id: str, active: bool, capture: str) -> None:
     link = db.session.get(PaymentLink, link_id)
     link.active = active
+    link.capture_method = capture
     db.session.commit()
 
 
-def _key(kind: str, name: str, params: dict[str, Any]) -> str:
+def _key(store: str, kind: str, name: str, params: dict[str, Any]) -> str:
     """Return an idempotency key naming what a create makes, so a rerun replays it."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    return f"swagstore-{kind}-{name}-{digest}"
+    return idempotency_key(store, kind, name, digest)

@@ -19,8 +19,8 @@ from flask import current_app
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import hold_checkout, holds, inventory, payments
-from .models import PaymentLink, Sale, Stock, Task, db, read_only, utcnow
+from . import hold_checkout, holds, inventory, models, payments
+from .models import Hold, PaymentLink, Sale, Stock, Task, db, read_only, utcnow
 
 # Retries start quickly (a blip) and settle at a few minutes (an outage).
 BACKOFF_BASE_SECONDS = 1.0
@@ -39,9 +39,12 @@ def enqueue(
     run_after: datetime | None = None,
 ) -> Task:
     """Queue a Stripe side effect in the current transaction."""
+    args = dict(args or {})
+    # The store the call is for goes into its idempotency key, whichever booth runs it.
+    args.setdefault("store", _store_of(sale_id, hold_id))
     task = Task(
         kind=kind,
-        args=args or {},
+        args=args,
         sale_id=sale_id,
         hold_id=hold_id,
         run_after=run_after or utcnow(),
@@ -49,6 +52,13 @@ def enqueue(
     db.session.add(task)
     db.session.flush()
     return task
+
+
+def _store_of(sale_id: int | None, hold_id: int | None) -> str:
+    owner = (sale_id is not None and db.session.get(Sale, sale_id)) or (
+        hold_id is not None and db.session.get(Hold, hold_id)
+    )
+    return owner.store if owner else current_app.config["STORE_ID"]
 
 
 def enqueue_link_sync(sku: str, store: str) -> None:
@@ -86,9 +96,10 @@ def _forget_stale_links(session: Session) -> None:
     session.info.pop(inventory.LINKS_STALE, None)
 
 
-def idempotency_key(task_id: int, *parts: object) -> str:
-    """Return the Stripe idempotency key of a task's call."""
-    return "-".join(["swagstore-task", str(task_id), *map(str, parts)])
+def idempotency_key(task: Claimed, *parts: object) -> str:
+    """Return the Stripe idempotency key of a task's call: install id, store, task id."""
+    store = task.args.get("store") or current_app.config["STORE_ID"]
+    return models.idempotency_key(store, "task", task.id, *parts)
 
 
 # Running tasks ---------------------------------------------------------------------------
@@ -250,7 +261,7 @@ def _capture(task: Claimed) -> None:
     db.session.commit()
     gw = payments.gateway()
     try:
-        gw.capture_payment_intent(intent_id, idempotency_key(task.id))
+        gw.capture_payment_intent(intent_id, idempotency_key(task))
     except payments.Rejected:
         if gw.retrieve_payment_intent(intent_id).status != "succeeded":
             raise
@@ -266,34 +277,47 @@ def _cancel(task: Claimed) -> None:
     db.session.commit()
     gw = payments.gateway()
     try:
-        gw.cancel_payment_intent(intent_id, idempotency_key(task.id))
+        gw.cancel_payment_intent(intent_id, idempotency_key(task))
     except payments.Rejected:
-        if gw.retrieve_payment_intent(intent_id).status != "canceled":
+        status = gw.retrieve_payment_intent(intent_id).status
+        if status == "succeeded":
+            # The payment was captured when made: only a refund gives the money back.
+            _refund(task, idempotency_key(task, "refund"))
+            return
+        if status != "canceled":
             raise
     _set_sale(task.sale_id, status="voided")
 
 
 def _end_hold(task: Claimed) -> None:
     """Expire or cancel an expiring hold's payment; the hold is released once it is dead."""
-    hold_checkout.end_on_stripe(task.hold_id, idempotency_key(task.id))
+    hold_checkout.end_on_stripe(task.hold_id, idempotency_key(task))
 
 
-def _refund(task: Claimed) -> None:
+def _refund(task: Claimed, key: str | None = None) -> None:
     intent_id = _sale(task).payment_intent_id
     db.session.commit()
+    gw = payments.gateway()
     params: dict[str, Any] = {"payment_intent": intent_id, "metadata": {"sale": str(task.sale_id)}}
     if task.args.get("reason"):
         params["reason"] = task.args["reason"]
     try:
-        refund = payments.gateway().create_refund(params, idempotency_key(task.id))
+        refund = gw.create_refund(params, key or idempotency_key(task))
     except payments.Rejected as e:
-        if e.code != "charge_already_refunded":
+        if e.code == "charge_already_refunded":
+            _set_sale(task.sale_id, status="refunded")
+            return
+        if key is not None or gw.retrieve_payment_intent(intent_id).status != "requires_capture":
             raise
-        _set_sale(task.sale_id, status="refunded")
+        # Only authorized when made (manual capture): a void gives the hold back.
+        gw.cancel_payment_intent(intent_id, idempotency_key(task, "cancel"))
+        _set_sale(task.sale_id, status="voided", note="authorization cancelled, not refunded")
         return
     if refund.status == "succeeded":
         _set_sale(task.sale_id, status="refunded")
-    # Otherwise the sale stays refund_pending until a refund.updated event confirms it.
+    else:
+        # The sale stays refund_pending until a refund.updated event confirms it.
+        _set_sale(task.sale_id, status="refund_pending")
 
 
 def _sync_link(task: Claimed) -> None:
@@ -305,7 +329,7 @@ def _sync_link(task: Claimed) -> None:
         if link_id is None:
             return
         gw.set_payment_link_active(
-            link_id, active, idempotency_key(task.id, task.attempts, round_, active)
+            link_id, active, idempotency_key(task, task.attempts, round_, active)
         )
         # Confirm against the stock as it is now: if it moved while we called Stripe, call
         # again, so whichever task calls last leaves Stripe matching the final stock.

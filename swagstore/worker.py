@@ -2,8 +2,9 @@
 
 `flask --app swagstore worker` loops in rounds. A round records a heartbeat (at most every
 HEARTBEAT_SECONDS, so /healthz can tell a worker that is gone), then runs its jobs: end
-holds whose time is up, run due outbox tasks, and in sandbox mode expire due sessions and
-deliver due webhooks.
+holds whose time is up, run due outbox tasks, poll Stripe's events (EVENT_SOURCE poll: one
+poller per database, by a lease), and in sandbox mode expire due sessions and deliver due
+webhooks.
 A round that found work is followed at once by the next; an idle one sleeps
 WORKER_IDLE_SECONDS. Every job claims its rows with a guarded UPDATE (tasks with a lease),
 so a second worker started by mistake shares the work and never doubles it. Web
@@ -25,7 +26,7 @@ from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import tasks
+from . import events, payments, tasks
 from .models import Setting, db, read_only
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ def jobs(app: Flask) -> list[Job]:
         from .sandbox import delivery
 
         found.append(delivery.job(app))
-    # Polling Stripe for events (EVENT_SOURCE=poll) becomes one more job here.
+    if events.source(config) == "poll":
+        found.append(events.Poller(float(config["POLL_SECONDS"]), payments.gateway))
     return found
 
 

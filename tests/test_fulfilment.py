@@ -8,13 +8,35 @@ from stripe_fixtures import example, make_event, make_session, unique
 
 from conftest import STORE, make_product
 from swagstore import fulfilment, holds
-from swagstore.models import PaymentLink, Sale, Stock, StripeEvent, Task, db
+from swagstore.models import PaymentLink, Sale, Stock, StripeEvent, Task, db, utcnow
 
 
 @pytest.fixture
 def manual(app):
-    app.config["LINK_CAPTURE"] = "manual"
+    """The app, with today's LINK_CAPTURE the opposite of the links' (it must not matter)."""
+    app.config["LINK_CAPTURE"] = "automatic"
     return app
+
+
+def made_with(app, capture: str, session: dict, sku: str = "tee-m") -> dict:
+    """Record a payment link made with `capture` and return the session as paid through it."""
+    link_id = unique("plink_")
+    with app.app_context():
+        db.session.add(
+            PaymentLink(
+                id=link_id,
+                sku=sku,
+                store=STORE,
+                url="https://buy.stripe.com/x",
+                price_id="price_1",
+                capture_method=capture,
+                # Retired since (no link sync queued): how it was made still counts.
+                retired_at=utcnow(),
+            )
+        )
+        db.session.commit()
+    session["payment_link"] = link_id
+    return session
 
 
 def apply(app, event):
@@ -62,7 +84,7 @@ def test_a_second_delivery_changes_nothing(app):
 def test_manual_capture_takes_stock_then_queues_the_capture(manual):
     make_product(manual, stock=1)
 
-    apply(manual, make_event(make_session(payment_status="unpaid")))
+    apply(manual, make_event(made_with(manual, "manual", make_session(payment_status="unpaid"))))
 
     assert state(manual) == (0, [("fulfilled", False)], ["capture"])
 
@@ -70,7 +92,8 @@ def test_manual_capture_takes_stock_then_queues_the_capture(manual):
 def test_manual_capture_sold_out_voids_without_touching_stock(manual):
     make_product(manual, stock=0)
 
-    result = apply(manual, make_event(make_session(payment_status="unpaid")))
+    session = made_with(manual, "manual", make_session(payment_status="unpaid"))
+    result = apply(manual, make_event(session))
 
     assert result.outcome == "applied"
     assert state(manual) == (0, [("voided", False)], ["cancel"])
@@ -144,7 +167,8 @@ def test_unknown_event_types_are_acknowledged_and_not_recorded(app):
 
 def test_delayed_payment_waits_then_takes_stock(app):
     make_product(app, stock=1)
-    session = make_session(payment_status="unpaid")
+    app.config["LINK_CAPTURE"] = "manual"  # today's setting; the link was automatic
+    session = made_with(app, "automatic", make_session(payment_status="unpaid"))
 
     apply(app, make_event(session))
     assert state(app) == (1, [("pending", False)], [])
@@ -156,7 +180,7 @@ def test_delayed_payment_waits_then_takes_stock(app):
 
 def test_delayed_payment_that_fails_takes_nothing(app):
     make_product(app, stock=1)
-    session = make_session(payment_status="unpaid")
+    session = made_with(app, "automatic", make_session(payment_status="unpaid"))
 
     apply(app, make_event(session))
     apply(app, make_event(session, "checkout.session.async_payment_failed"))
@@ -166,7 +190,7 @@ def test_delayed_payment_that_fails_takes_nothing(app):
 
 def test_delayed_payment_that_succeeds_after_the_last_unit_refunds(app):
     make_product(app, stock=1)
-    late = make_session(payment_status="unpaid")
+    late = made_with(app, "automatic", make_session(payment_status="unpaid"))
     apply(app, make_event(late))
     apply(app, make_event(make_session()))
 
@@ -339,3 +363,69 @@ def test_a_session_naming_a_hold_attached_to_another_session_leaves_that_hold(ap
     assert levels(app) == (1, 1)
     with app.app_context():
         assert holds.status(hold_id) == "active"
+
+
+# A payment is handled by how it was made, never by today's LINK_CAPTURE ------------------
+
+
+def test_a_paid_session_is_refunded_when_oversold_whatever_link_capture_says_now(app):
+    make_product(app, stock=0)
+    app.config["LINK_CAPTURE"] = "manual"
+
+    apply(app, make_event(make_session()))
+
+    assert state(app) == (0, [("refund_pending", False)], ["refund"])
+
+
+def test_an_authorization_is_voided_when_oversold_though_link_capture_is_now_automatic(manual):
+    make_product(manual, stock=0)
+    session = made_with(manual, "manual", make_session(payment_status="unpaid"))
+
+    apply(manual, make_event(session))
+
+    assert state(manual) == (0, [("voided", False)], ["cancel"])
+
+
+def test_an_expanded_payment_intent_in_the_event_says_how_it_was_made(app):
+    make_product(app, stock=1)
+    session = make_session(payment_status="unpaid")
+    session["payment_intent"] = {"id": unique("pi_"), "status": "requires_capture"}
+
+    apply(app, make_event(session))
+
+    assert state(app) == (0, [("fulfilled", False)], ["capture"])
+
+
+def test_an_unknown_capture_method_is_asked_of_stripe_by_a_task(app):
+    make_product(app, stock=1)
+
+    apply(app, make_event(make_session(payment_status="unpaid")))
+
+    assert state(app) == (1, [("pending", False)], ["resolve_payment"])
+    with app.app_context():
+        assert db.session.scalar(select(Sale.note)) == fulfilment.ASKING
+
+
+@pytest.mark.parametrize(
+    ("intent_status", "stock", "expected"),
+    [
+        ("requires_capture", 1, (0, [("fulfilled", False)], ["resolve_payment", "capture"])),
+        ("requires_capture", 0, (0, [("voided", False)], ["resolve_payment", "cancel"])),
+        ("processing", 1, (1, [("pending", False)], ["resolve_payment"])),
+        ("canceled", 1, (1, [("voided", False)], ["resolve_payment"])),
+    ],
+)
+def test_resolve_payment_follows_the_payment_intent(app, intent_status, stock, expected):
+    make_product(app, stock=stock)
+    session = make_session(payment_status="unpaid")
+    apply(app, make_event(session))
+    with app.app_context():
+        sale_id = db.session.scalar(select(Sale.id))
+        intent = {"id": session["payment_intent"], "status": intent_status}
+        fulfilment.resolve_payment(sale_id, intent, session)
+        # A second answer (the task retried) changes nothing.
+        assert fulfilment.resolve_payment(sale_id, intent, session) == "already handled" or (
+            intent_status == "processing"
+        )
+
+    assert state(app) == expected

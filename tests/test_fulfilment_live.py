@@ -27,6 +27,10 @@ from swagstore.models import PaymentLink, Sale, Stock, StripeEvent, Task, db
 PRICE = 2500
 
 
+# The server neither delivers nor polls: the test brings each event in itself.
+NO_EVENTS = {"SWAGSTORE_SANDBOX_DELIVER": "false", "SWAGSTORE_EVENT_SOURCE": "webhook"}
+
+
 @pytest.fixture
 def capture() -> str:
     return "automatic"
@@ -218,7 +222,7 @@ def signed(app, event: dict) -> tuple[bytes, dict[str, str]]:
     return payload, {"Stripe-Signature": sign(payload, secret), "Content-Type": "application/json"}
 
 
-@pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_SANDBOX_DELIVER": "false"}])
+@pytest.mark.parametrize("sandbox_env", [NO_EVENTS])
 @pytest.mark.parametrize("capture", ["manual"])
 def test_web_and_worker_killed_mid_burst_lose_no_answered_event_and_finish_the_tasks(
     app, runner, sandbox, capture
@@ -296,7 +300,7 @@ def test_poll_events_without_a_webhook_reaches_the_same_state(app, runner, sandb
     assert all(d["status"] != "delivered" for d in sandbox.deliveries())
 
 
-@pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_SANDBOX_DELIVER": "false"}])
+@pytest.mark.parametrize("sandbox_env", [NO_EVENTS])
 def test_reconcile_applies_paid_sessions_the_app_never_heard_of(app, runner, sandbox, capture):
     link = link_for_sale(app, runner, stock=2)
     pay_all(sandbox, [sandbox.open_session(link) for _ in range(3)])
@@ -314,7 +318,7 @@ def test_reconcile_applies_paid_sessions_the_app_never_heard_of(app, runner, san
     assert state["on_hand"] == 0
 
 
-@pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_SANDBOX_DELIVER": "false"}])
+@pytest.mark.parametrize("sandbox_env", [NO_EVENTS])
 @both_databases
 @pytest.mark.parametrize("capture", ["automatic", "manual"])
 def test_every_event_three_times_concurrently_and_out_of_order(app, runner, sandbox, capture):

@@ -143,8 +143,8 @@ def test_expire_due_queues_the_right_call_and_keeps_the_unit(app):
         assert tasks.expire_holds(utcnow() + timedelta(seconds=61)) == 0
         queued = db.session.execute(select(Task.kind, Task.args, Task.hold_id)).all()
         assert sorted(queued) == [
-            ("cancel", {"payment_intent": "pi_i"}, intent.id),
-            ("expire_session", {"checkout_session": "cs_s"}, session.id),
+            ("cancel", {"payment_intent": "pi_i", "store": STORE}, intent.id),
+            ("expire_session", {"checkout_session": "cs_s", "store": STORE}, session.id),
         ]
         statuses = [hold_row(h.id).status for h in (session, intent, bare, young)]
         assert statuses == ["expiring", "expiring", "released", "active"]
@@ -430,6 +430,7 @@ def test_a_failed_delayed_payment_releases_the_sessions_hold(app):
     with app.app_context():
         held = holds.start_hold("tee-m", STORE, 300)
         session = make_session(payment_status="unpaid", hold=str(held.id))
+        session["payment_intent"] = {"id": unique("pi_"), "status": "processing"}
         holds.attach(held.id, session_id=session["id"])
         fulfilment.apply(make_event(session))
         assert holds.status(held.id) == "active"
