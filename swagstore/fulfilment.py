@@ -16,8 +16,8 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import holds, inventory, pickup, tasks
-from .models import CardPayment, Hold, Sale, Stock, Store, StripeEvent, db, utcnow
+from . import holds, inventory, pickup, stripe_sync, tasks
+from .models import CardPayment, Hold, PaymentLink, Sale, Stock, Store, StripeEvent, db, utcnow
 
 
 class MalformedEvent(ValueError):
@@ -204,7 +204,11 @@ def _flushed(sale: Sale) -> Sale:
 def _fulfil(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
     """Take the units for a paid (or, manual, authorized) session, or undo the payment."""
     sku, store, quantity = sale.sku, sale.store, sale.quantity
-    level = inventory.take(sku, store, quantity, reason="sale", ref=session["id"])
+    # A session of the item's payment link moved Stripe's count with the stock.
+    by_link = bool(session.get("payment_link"))
+    level = inventory.take(
+        sku, store, quantity, reason="sale", ref=session["id"], counted_by_link=by_link
+    )
     if level is not None:
         return _fulfilled(sale, manual, f"sold {quantity} x {sku}")
     known = db.session.get(Stock, (sku, store)) is not None
@@ -356,6 +360,28 @@ def _charge_succeeded(charge: dict[str, Any]) -> Effect:
     return Effect("applied", f"card ending {last4}")
 
 
+# Payment links ------------------------------------------------------------------------------
+
+
+def _link_updated(link: dict[str, Any]) -> Effect:
+    """Record a link's state on Stripe (say, switched off at its limit); re-align if needed."""
+    row = db.session.get(PaymentLink, link["id"])
+    if row is None:
+        return Effect("ignored", "not one of this store's payment links")
+    counted = (link.get("restrictions") or {}).get("completed_sessions")
+    row.active = bool(link["active"])
+    row.session_count = counted["count"] if counted else None
+    row.session_limit = counted["limit"] if counted else None
+    state = "on" if row.active else "off"
+    if row.retired_at is not None:
+        return Effect("applied", f"retired link {row.id} is {state}")
+    seen = stripe_sync.LinkState(row.active, row.session_count or 0, row.session_limit)
+    # Events may come late or out of order: a task that reads the link on Stripe settles it.
+    if not seen.matches(db.session.get(Stock, (row.sku, row.store)).available):
+        tasks.enqueue_link_sync(row.sku, row.store)
+    return Effect("applied", f"link of {row.sku} is {state} on Stripe")
+
+
 # Event type -> handler.
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _session_completed,
@@ -368,4 +394,5 @@ HANDLERS: dict[str, Handler] = {
     "refund.updated": _refund_updated,
     "charge.refunded": _charge_refunded,
     "charge.succeeded": _charge_succeeded,
+    "payment_link.updated": _link_updated,
 }

@@ -178,6 +178,10 @@ class PaymentLink(db.Model):
     active: Mapped[bool] = mapped_column(default=True)  # last state confirmed by Stripe
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     retired_at: Mapped[datetime | None]
+    # Stripe's restrictions.completed_sessions as last seen: the sessions completed through
+    # the link, and the limit at which Stripe switches it off by itself (None: no limit).
+    session_count: Mapped[int | None]
+    session_limit: Mapped[int | None]
 
     __table_args__ = (
         ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),
