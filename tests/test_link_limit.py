@@ -7,6 +7,7 @@ sandbox's link restrictions as Stripe documents them.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from conftest import STORE, make_product
+from conftest import ADMIN_PASSWORD, STORE, log_in_http, make_product
 from swagstore import backoffice, payments, sales, stripe_sync, tasks
 from swagstore.models import PaymentLink, Sale, Stock, Task, db, read_only
 
@@ -25,7 +26,7 @@ PRICE = 2500
 
 @pytest.fixture
 def sandbox_env():
-    return {"SWAGSTORE_WORKER_TASKS": "false"}
+    return {"SWAGSTORE_WORKER_TASKS": "false", "SWAGSTORE_ADMIN_PASSWORD": ADMIN_PASSWORD}
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
@@ -166,10 +167,23 @@ def test_stripe_stops_the_link_at_its_limit_and_a_restock_switches_it_on_again(
     wait_for(lambda: available(app, "tee-m") == 2, "the sale after the restock")
 
 
-def test_a_link_stopped_by_stripe_with_stock_left_is_switched_on_by_the_event(
+def shown(sandbox, http) -> tuple[str, bool, str]:
+    """Return the kiosk's classes for tee-m, /api/stock's flag and the admin's link state."""
+    kiosk = requests.get(sandbox.url + "/", timeout=30).text
+    variant = re.search(r'<li class="variant([^"]*)"\s+data-sku="tee-m"', kiosk).group(1)
+    (item,) = requests.get(sandbox.url + "/api/stock", timeout=30).json()["items"]
+    row = re.search(r'<tr id="item-tee-m">(.*?)</tr>', http.get(sandbox.url + "/admin").text, re.S)
+    return variant.strip(), item["stopped_by_stripe"], re.findall(r"<td>([^<]*)</td>", row[1])[0]
+
+
+def test_a_link_stopped_by_stripe_with_stock_left_shows_sold_out_until_it_is_switched_on(
     app, runner, sandbox
 ):
-    """A limit below the stock (say a lost sync): Stripe stops the link; the event re-aligns it."""
+    """A limit below the stock (say a lost sync): Stripe stops the link; the event re-aligns it.
+
+    Until the task has run, the kiosk shows the item sold out (its code leads to Stripe's
+    inactive page) and /admin says why.
+    """
     link = link_for(app, runner, "tee-m", 5)
     with app.app_context():
         payments.gateway().update_payment_link(
@@ -179,8 +193,16 @@ def test_a_link_stopped_by_stripe_with_stock_left_is_switched_on_by_the_event(
     assert on_stripe(app, link) == stripe_sync.LinkState(False, 1, 1)
     wait_for(lambda: pending_syncs(app), "a sync queued by payment_link.updated")
     wait_for(lambda: available(app, "tee-m") == 4, "the sale")
-    run_tasks(app)
-    assert on_stripe(app, link) == stripe_sync.LinkState(True, 1, 5)
+    http, _ = log_in_http(sandbox.url)
+    with http:
+        assert shown(sandbox, http) == (
+            "is-sold-out",
+            True,
+            "sold out on Stripe's side, switching on",
+        )
+        run_tasks(app)
+        assert on_stripe(app, link) == stripe_sync.LinkState(True, 1, 5)
+        assert shown(sandbox, http) == ("", False, "on")
 
 
 def test_a_stock_change_while_the_link_call_is_held_back_still_ends_aligned(app, runner, sandbox):
