@@ -154,6 +154,9 @@ def _async_failed(session: dict[str, Any]) -> Effect:
     sale = _sale_for(session["id"])
     if sale is None or sale.status != "pending":
         return Effect("ignored", "no pending sale for this checkout session")
+    if session.get("payment_link"):
+        # Stripe counted the session against the link's limit, yet no unit left the stock.
+        tasks.enqueue_link_sync(sale.sku, sale.store)
     sale.status, sale.note = "failed", "the delayed payment failed; nothing was taken"
     return Effect("applied", sale.note)
 

@@ -235,3 +235,20 @@ def test_a_stock_change_while_the_link_call_is_held_back_still_ends_aligned(app,
     run_tasks(app)
     assert available(app, "tee-m") == 4
     assert on_stripe(app, link) == stripe_sync.LinkState(True, 1, 5)
+
+
+def test_a_failed_delayed_payment_gives_its_place_under_the_limit_back(app, runner, sandbox):
+    """Stripe counted the session when it completed unpaid; the failure took no unit."""
+    link = link_for(app, runner, "tee-m", 3)
+    session = sandbox.open_session(link)["id"]
+    sandbox.pay(session, method="delayed")
+    sandbox.settle(session, "failed")
+    wait_for(lambda: _failed(app), "the failed payment recorded")
+    run_tasks(app)
+    assert available(app, "tee-m") == 3
+    assert on_stripe(app, link) == stripe_sync.LinkState(True, 1, 4)
+
+
+def _failed(app) -> bool:
+    with app.app_context(), read_only():
+        return db.session.scalar(select(Sale.status)) == "failed"
