@@ -6,6 +6,7 @@ real SDK (payments.gateway()) and the sandbox's ledger, never from the app's own
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -42,7 +43,8 @@ def link_state(http, base: str, sku: str) -> str:
     row = re.search(
         rf'<tr id="item-{sku}">(.*?)</tr>', http.get(base + "/admin", timeout=30).text, re.S
     )
-    return re.findall(r'<td class="link"[^>]*><span[^>]*>([^<]*)</span>', row.group(1))[0]
+    state = re.findall(r'<td class="link"[^>]*><span[^>]*>([^<]*)</span>', row.group(1))[0]
+    return html.unescape(state)
 
 
 def sold_out_item_with_a_link(app, runner, sandbox) -> tuple[str, str]:

@@ -7,6 +7,7 @@ sandbox's link restrictions as Stripe documents them.
 
 from __future__ import annotations
 
+import html
 import re
 import threading
 import time
@@ -173,7 +174,8 @@ def shown(sandbox, http) -> tuple[str, bool, str]:
     variant = re.search(r'<li class="variant([^"]*)"\s+data-sku="tee-m"', kiosk).group(1)
     (item,) = requests.get(sandbox.url + "/api/stock", timeout=30).json()["items"]
     row = re.search(r'<tr id="item-tee-m">(.*?)</tr>', http.get(sandbox.url + "/admin").text, re.S)
-    return variant.strip(), item["stopped_by_stripe"], re.findall(r"<td>([^<]*)</td>", row[1])[0]
+    state = html.unescape(re.findall(r"<td>([^<]*)</td>", row[1])[0])
+    return variant.strip(), item["stopped_by_stripe"], state
 
 
 def test_a_link_stopped_by_stripe_with_stock_left_shows_sold_out_until_it_is_switched_on(
