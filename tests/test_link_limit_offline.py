@@ -163,35 +163,44 @@ def test_a_cash_sale_and_a_restock_while_phones_pay_leave_the_limit_at_count_plu
     answers: list[int] = []
 
     def phones() -> None:
-        while not done.is_set() and len(answers) < 30:
+        while not done.is_set() and len(answers) < 60:
             answers.append(phone(account, link))
+            time.sleep(0.2)
 
     visitors = threading.Thread(target=phones)
     visitors.start()
     try:
         wait_for(lambda: len(answers) >= 2, "the first visitors")
         with app.app_context():
-            cash = sales.sell("tee-m", STORE, "cash", 1, actor="staff:a")
-        wait_for(lambda: len(answers) >= 4, "more visitors")
+            sales.sell("tee-m", STORE, "cash", 2, actor="staff:a")
+        wait_for(lambda: answers.count(410) >= 2, "visitors turned away: the units are gone")
+        restocked_at = len(answers)
         with app.app_context():
-            backoffice.restock("tee-m", STORE, 6, actor="staff:a")
-        wait_for(lambda: len(answers) >= 8, "more visitors")
+            backoffice.restock("tee-m", STORE, 4, actor="staff:a")
+        wait_for(lambda: answers[restocked_at:].count(201) >= 2, "visitors paying again")
     finally:
         done.set()
         visitors.join(timeout=300)
-    assert cash.id and not visitors.is_alive()
+    assert not visitors.is_alive()
 
     paid = answers.count(201)
     wait_for(lambda: card_sales(app) == paid, "every card sale recorded")
     wait_for(lambda: tasks_left(app) == 0, "the booth's tasks")
-    state, units = on_stripe(app, link), stock_of(app)
+    state, units, by_status = on_stripe(app, link), stock_of(app), sales_by_status(app)
     print(
-        f"\nphones {Counter(answers)}, sales {dict(sales_by_status(app))}, "
+        f"\nphones {''.join('p' if a == 201 else 'x' for a in answers)} (p paid, x turned "
+        f"away; restock after {restocked_at}), sales {dict(by_status)}, "
         f"ledger {dict(ledger(account))}, Stripe {state}, available {units}"
     )
-    assert state.limit == max(state.count + units, 1)
-    assert state.active == (units > 0)
     assert state.count == paid
+    assert state.limit == max(state.count + units, 1) and state.active == (units > 0)
+    # Every charge is a unit handed over or money given back; no phone paid past the stock
+    # unless it paid while the cash sale was on its way to Stripe.
+    assert ledger(account)["charge"] == paid
+    assert (
+        ledger(account)["refund"] == by_status["card:refunded"] + by_status["card:refund_pending"]
+    )
+    assert by_status["card:fulfilled"] + 2 + units == UNITS + 4
 
 
 def test_a_stock_change_while_the_link_call_is_held_back_ends_at_count_plus_stock(
