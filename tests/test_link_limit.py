@@ -174,7 +174,7 @@ def shown(sandbox, http) -> tuple[str, bool, str]:
     variant = re.search(r'<li class="variant([^"]*)"\s+data-sku="tee-m"', kiosk).group(1)
     (item,) = requests.get(sandbox.url + "/api/stock", timeout=30).json()["items"]
     row = re.search(r'<tr id="item-tee-m">(.*?)</tr>', http.get(sandbox.url + "/admin").text, re.S)
-    state = html.unescape(re.findall(r"<td>([^<]*)</td>", row[1])[0])
+    state = html.unescape(re.search(r'<td class="link"[^>]*><span[^>]*>([^<]*)<', row[1])[1])
     return variant.strip(), item["stopped_by_stripe"], state
 
 
