@@ -371,18 +371,22 @@ def _link_updated(link: dict[str, Any]) -> Effect:
     row = db.session.get(PaymentLink, link["id"])
     if row is None:
         return Effect("ignored", "not one of this store's payment links")
-    counted = (link.get("restrictions") or {}).get("completed_sessions")
-    row.active = bool(link["active"])
-    row.session_count = counted["count"] if counted else None
-    row.session_limit = counted["limit"] if counted else None
-    state = "on" if row.active else "off"
+    counted = (link.get("restrictions") or {}).get("completed_sessions") or {}
+    seen = stripe_sync.LinkState(
+        bool(link["active"]), counted.get("count", 0), counted.get("limit")
+    )
+    state = "on" if seen.active else "off"
+    stock = db.session.get(Stock, (row.sku, row.store))
+    if row.retired_at is None and seen.matches(0 if stock.off_sale else stock.available):
+        # What the last sync_link made (it recorded it); an older event must not undo that.
+        return Effect("applied", f"link of {row.sku} is {state} on Stripe, as the stock wants")
+    row.active, row.session_count, row.session_limit = seen.active, seen.count, seen.limit
     if row.retired_at is not None:
         return Effect("applied", f"retired link {row.id} is {state}")
-    seen = stripe_sync.LinkState(row.active, row.session_count or 0, row.session_limit)
-    # Events may come late or out of order: a task that reads the link on Stripe settles it.
-    if not seen.matches(db.session.get(Stock, (row.sku, row.store)).available):
-        tasks.enqueue_link_sync(row.sku, row.store)
-    return Effect("applied", f"link of {row.sku} is {state} on Stripe")
+    # Stripe stopped it at its limit, or the event is older than the last sync: a task that
+    # reads the link on Stripe when it runs settles which.
+    tasks.enqueue_link_sync(row.sku, row.store)
+    return Effect("applied", f"link of {row.sku} is {state} on Stripe; re-aligning")
 
 
 # Event type -> handler.

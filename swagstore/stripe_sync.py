@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from .models import PaymentLink, Product, Stock, db, utcnow
+from .models import PaymentLink, Product, Sale, Stock, db, utcnow
 from .offer import last_event_id
 
 SOLD_OUT_MESSAGE = "Sold out at the booth, sorry!"
@@ -129,19 +129,42 @@ def link_state(link: Any) -> LinkState:
 
 def wanted_limit(count: int, available: int) -> int:
     """Return the limit that lets exactly `available` more sessions complete after `count`."""
-    # Stripe takes no limit under 1; a link with nothing left is switched off anyway.
-    return max(count + available, 1)
+    # Stripe takes no limit under 1, and none is set below its count: a link with nothing
+    # left is switched off anyway.
+    return max(count + max(available, 0), 1)
 
 
-def align_link(gateway: Any, link_id: str, available: int, key: str) -> LinkState:
+def recorded_sessions(link_id: str) -> int:
+    """Count the link's completed sessions this store has recorded: its card sales since."""
+    link = PaymentLink.__table__
+    return db.session.scalar(
+        select(func.count(Sale.id))
+        .join(link, (link.c.sku == Sale.sku) & (link.c.store == Sale.store))
+        .where(
+            link.c.id == link_id,
+            Sale.checkout_session_id.is_not(None),
+            Sale.hold_id.is_(None),
+            Sale.created_at >= link.c.created_at,
+        )
+    )
+
+
+def align_link(
+    gateway: Any, link_id: str, available: int, key: str, recorded: int | None = None
+) -> LinkState:
     """Make a link on Stripe sell exactly `available` more units; return its state after.
 
     Reads Stripe's count of completed sessions now, then sets the limit to count +
     available and the link on (units left) or off, in one call, made only when something
     differs. One call, because Stripe refuses to switch on a link at its limit: raising the
-    limit and switching on must go together. Call it outside any transaction.
+    limit and switching on must go together. `recorded`: the sessions of the link the store
+    has recorded; those Stripe counted beyond it (their events not applied yet, say after
+    the booth was offline) will each take a unit when they arrive, so they are not sold
+    again. Call it outside any transaction.
     """
     state = link_state(gateway.retrieve_payment_link(link_id))
+    if recorded is not None:
+        available -= max(0, state.count - recorded)
     if state.matches(available):
         return state
     active, limit = available > 0, wanted_limit(state.count, available)
@@ -255,7 +278,10 @@ def _sync_link(
         intent_data = link.payment_intent_data
         link_capture = (intent_data.capture_method if intent_data else None) or "automatic"
         if old_price == price_id and link_capture == capture:
-            state = align_link(gateway, old_id, available, f"swagstore-link-{old_id}-{version}")
+            recorded = recorded_sessions(old_id)
+            db.session.commit()
+            key = f"swagstore-link-{old_id}-{version}"
+            state = align_link(gateway, old_id, available, key, recorded)
             result.link_id, result.active = old_id, state.active
             if state.active != link.active:
                 result.switched = "on" if state.active else "off"

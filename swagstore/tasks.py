@@ -302,14 +302,17 @@ def _sync_link(task: Claimed) -> None:
     gw = payments.gateway()
     for round_ in range(10):
         link_id, available = _link_and_available(sku, store)
+        recorded = stripe_sync.recorded_sessions(link_id) if link_id else 0
         db.session.commit()
         if link_id is None:
             return
         key = idempotency_key(task.id, task.attempts, round_)
-        state = stripe_sync.align_link(gw, link_id, available, key)
-        # Confirm against the stock as it is now: if it moved while we called Stripe, call
-        # again, so whichever task calls last leaves Stripe matching the final stock.
-        if _link_and_available(sku, store) == (link_id, available):
+        state = stripe_sync.align_link(gw, link_id, available, key, recorded)
+        # Confirm against the stock (and the sales recorded) as they are now: if they moved
+        # while we called Stripe, call again, so whichever task calls last leaves Stripe
+        # matching the final stock.
+        now = _link_and_available(sku, store), stripe_sync.recorded_sessions(link_id)
+        if now == ((link_id, available), recorded):
             stripe_sync.save_link_state(link_id, state)  # in the re-read's transaction
             return
         db.session.commit()
