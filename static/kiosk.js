@@ -137,8 +137,10 @@
       n.textContent = available;
       flash(el);
     }
-    el.classList.toggle("is-sold-out", level.sold_out);
-    el.classList.toggle("is-low", !level.sold_out && available <= lowStock);
+    // A link Stripe switched off at its limit sells nothing, whatever the count says.
+    const soldOut = level.sold_out || el.dataset.stopped === "1";
+    el.classList.toggle("is-sold-out", soldOut);
+    el.classList.toggle("is-low", !soldOut && available <= lowStock);
     const reserved = el.querySelector(".reserved");
     reserved.querySelector(".r").textContent = level.reserved;
     reserved.hidden = level.reserved <= 0;
@@ -185,7 +187,15 @@
         window.location.reload();
         return;
       }
-      for (const item of onSale) showLink(items.get(item.sku), item.sku, item.buy_url);
+      for (const item of onSale) {
+        const el = items.get(item.sku);
+        showLink(el, item.sku, item.buy_url);
+        const stopped = item.stopped_by_stripe && main.dataset.mode === "payment_link";
+        if ((el.dataset.stopped === "1") !== stopped) {
+          el.dataset.stopped = stopped ? "1" : "0";
+          show(el, item);
+        }
+      }
     } catch (error) {
       // The header already says we are offline; the next open retries.
     }

@@ -50,6 +50,9 @@ def stock_rows(store: str) -> list[StockRow]:
 def _link_state(item: offer.Listing, active: dict[str, bool]) -> str:
     if item.payment_link_id is None:
         return "no link"
+    if item.stopped_by_stripe:
+        # Stripe switched it off by itself: every session its limit allowed was completed.
+        return "sold out on Stripe's side" + (", switching on" if item.on_offer else "")
     is_on, wanted = active.get(item.payment_link_id), item.on_offer
     if is_on == wanted:
         return "on" if is_on else "off"

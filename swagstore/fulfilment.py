@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import holds, inventory, payments, pickup, tasks
+from . import holds, inventory, payments, pickup, stripe_sync, tasks
 from .models import CardPayment, Hold, PaymentLink, Sale, Stock, Store, StripeEvent, db, utcnow
 
 
@@ -215,6 +215,9 @@ def _async_failed(session: dict[str, Any]) -> Effect:
     sale = _sale_for(session["id"])
     if sale is None or sale.status != "pending":
         return Effect("ignored", "no pending sale for this checkout session")
+    if session.get("payment_link"):
+        # Stripe counted the session against the link's limit, yet no unit left the stock.
+        tasks.enqueue_link_sync(sale.sku, sale.store)
     sale.status, sale.note = "failed", "the delayed payment failed; nothing was taken"
     return Effect("applied", sale.note)
 
@@ -265,7 +268,11 @@ def _flushed(sale: Sale) -> Sale:
 def _fulfil(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
     """Take the units for a paid (or, manual, authorized) session, or undo the payment."""
     sku, store, quantity = sale.sku, sale.store, sale.quantity
-    level = inventory.take(sku, store, quantity, reason="sale", ref=session["id"])
+    # A session of the item's payment link moved Stripe's count with the stock.
+    by_link = bool(session.get("payment_link"))
+    level = inventory.take(
+        sku, store, quantity, reason="sale", ref=session["id"], counted_by_link=by_link
+    )
     if level is not None:
         return _fulfilled(sale, manual, f"sold {quantity} x {sku}")
     known = db.session.get(Stock, (sku, store)) is not None
@@ -417,6 +424,32 @@ def _charge_succeeded(charge: dict[str, Any]) -> Effect:
     return Effect("applied", f"card ending {last4}")
 
 
+# Payment links ------------------------------------------------------------------------------
+
+
+def _link_updated(link: dict[str, Any]) -> Effect:
+    """Record a link's state on Stripe (say, switched off at its limit); re-align if needed."""
+    row = db.session.get(PaymentLink, link["id"])
+    if row is None:
+        return Effect("ignored", "not one of this store's payment links")
+    counted = (link.get("restrictions") or {}).get("completed_sessions") or {}
+    seen = stripe_sync.LinkState(
+        bool(link["active"]), counted.get("count", 0), counted.get("limit")
+    )
+    state = "on" if seen.active else "off"
+    stock = db.session.get(Stock, (row.sku, row.store))
+    if row.retired_at is None and seen.matches(0 if stock.off_sale else stock.available):
+        # What the last sync_link made (it recorded it); an older event must not undo that.
+        return Effect("applied", f"link of {row.sku} is {state} on Stripe, as the stock wants")
+    row.active, row.session_count, row.session_limit = seen.active, seen.count, seen.limit
+    if row.retired_at is not None:
+        return Effect("applied", f"retired link {row.id} is {state}")
+    # Stripe stopped it at its limit, or the event is older than the last sync: a task that
+    # reads the link on Stripe when it runs settles which.
+    tasks.enqueue_link_sync(row.sku, row.store)
+    return Effect("applied", f"link of {row.sku} is {state} on Stripe; re-aligning")
+
+
 # Event type -> handler.
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _session_completed,
@@ -429,6 +462,7 @@ HANDLERS: dict[str, Handler] = {
     "refund.updated": _refund_updated,
     "charge.refunded": _charge_refunded,
     "charge.succeeded": _charge_succeeded,
+    "payment_link.updated": _link_updated,
 }
 
 tasks.RUNNERS["resolve_payment"] = _resolve_task

@@ -7,8 +7,9 @@ enough stock, or no such item at that store).
 
 This is the bottom layer of the domain: it imports only the models and decides nothing
 about Stripe. It marks the session instead: `LINKS_STALE` names each item whose
-availability crossed zero, for which tasks.py queues a payment link switch in that same
-transaction (its before_commit hook). The live stream needs no mark: it polls the log.
+payment link may now be wrong (its availability changed, except by a sale its link's
+limit already counted, or crossed zero), for which tasks.py queues a link sync in that
+same transaction (its before_commit hook). The live stream needs no mark: it polls the log.
 """
 
 from __future__ import annotations
@@ -46,10 +47,25 @@ def take(
     reason: str = "take",
     ref: str | None = None,
     actor: str | None = None,
+    counted_by_link: bool = False,
 ) -> Level | None:
-    """Remove sold units from stock if enough are available."""
+    """Remove sold units from stock if enough are available.
+
+    `counted_by_link`: the sale is a session completed through the item's payment link,
+    which Stripe counted against the link's limit itself, so the limit needs no change.
+    """
     _check_quantity(quantity)
-    return _change(_TAKE, sku, store, quantity, reason, ref, actor, available_delta=-quantity)
+    return _change(
+        _TAKE,
+        sku,
+        store,
+        quantity,
+        reason,
+        ref,
+        actor,
+        available_delta=-quantity,
+        counted_by_link=counted_by_link,
+    )
 
 
 def hold(
@@ -162,8 +178,9 @@ def _change(
     actor: str | None,
     *,
     available_delta: int | None,
+    counted_by_link: bool = False,
 ) -> Level | None:
-    """Run one guarded UPDATE, log it, and mark the item's link stale if availability crossed 0."""
+    """Run one guarded UPDATE, log it, and mark the item's link stale if it may now be wrong."""
     conn = db.session.connection()
     if conn.dialect.name == "postgresql":
         # The live stream follows stock_event by id. PostgreSQL hands out ids before commit,
@@ -189,10 +206,14 @@ def _change(
         },
     )
     if available_delta is None:
-        crossed = True  # an adjustment or a sale state may go either way; a spare sync is harmless
+        stale = True  # an adjustment or a sale state may go either way; a spare sync is harmless
     else:
+        # The link's limit is count + available: any other change of availability moves it.
+        # A sale through the link moved Stripe's count too, unless it crossed zero (the
+        # link goes off, in case Stripe's count had passed its limit).
         before = level.available - available_delta
         crossed = (before > 0) != (level.available > 0)
-    if crossed:
+        stale = crossed or (available_delta != 0 and not counted_by_link)
+    if stale:
         db.session.info.setdefault(LINKS_STALE, set()).add((sku, store))
     return level

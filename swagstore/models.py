@@ -182,6 +182,10 @@ class PaymentLink(db.Model):
     # automatic | manual, as the link was made: its payments are handled by it, never by
     # today's LINK_CAPTURE. None: made before it was recorded (the payment is asked).
     capture_method: Mapped[str | None] = mapped_column(String(20))
+    # Stripe's restrictions.completed_sessions as last seen: the sessions completed through
+    # the link, and the limit at which Stripe switches it off by itself (None: no limit).
+    session_count: Mapped[int | None]
+    session_limit: Mapped[int | None]
 
     __table_args__ = (
         ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),

@@ -33,6 +33,10 @@ class Listing:
     payment_link_id: str | None
     payment_link_url: str | None
     off_sale: bool = False
+    # The link as Stripe last reported it: on or off, completed sessions and their limit.
+    link_active: bool | None = None
+    link_count: int | None = None
+    link_limit: int | None = None
 
     @property
     def available(self) -> int:
@@ -47,6 +51,15 @@ class Listing:
     def sold_out(self) -> bool:
         return self.available <= 0
 
+    @property
+    def stopped_by_stripe(self) -> bool:
+        """Tell whether Stripe switched the link off itself, its limit of sessions reached."""
+        return (
+            self.link_active is False
+            and self.link_limit is not None
+            and (self.link_count or 0) >= self.link_limit
+        )
+
 
 def listings(store: str) -> list[Listing]:
     """List every item stocked at a store, in catalog order, with counts and link."""
@@ -57,7 +70,16 @@ def listings(store: str) -> list[Listing]:
         .subquery()
     )
     stmt = (
-        select(Product, Stock, func.coalesce(sold.c.sold, 0), PaymentLink.id, PaymentLink.url)
+        select(
+            Product,
+            Stock,
+            func.coalesce(sold.c.sold, 0),
+            PaymentLink.id,
+            PaymentLink.url,
+            PaymentLink.active,
+            PaymentLink.session_count,
+            PaymentLink.session_limit,
+        )
         .join(Stock, Stock.sku == Product.sku)
         .outerjoin(sold, sold.c.sku == Product.sku)
         .outerjoin(
@@ -85,8 +107,11 @@ def listings(store: str) -> list[Listing]:
             payment_link_id=link_id,
             payment_link_url=link_url,
             off_sale=s.off_sale,
+            link_active=active,
+            link_count=count,
+            link_limit=limit,
         )
-        for p, s, n, link_id, link_url in db.session.execute(stmt)
+        for p, s, n, link_id, link_url, active, count, limit in db.session.execute(stmt)
     ]
 
 

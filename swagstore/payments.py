@@ -147,7 +147,7 @@ class Gateway:
     def update_payment_link(
         self, link_id: str, params: PaymentLinkUpdateParams, key: str
     ) -> stripe.PaymentLink:
-        """Change a payment link (its after-payment page, say)."""
+        """Change a payment link: on or off, its limit, its after-payment page."""
         return self._call(partial(self.client.v1.payment_links.update, link_id), params, key)
 
     def retrieve_payment_link(self, link_id: str) -> stripe.PaymentLink:

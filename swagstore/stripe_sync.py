@@ -5,6 +5,12 @@ item at a time. It never calls Stripe inside a database transaction: each read e
 before the call, and each id Stripe returns is committed at once. Every create carries
 an idempotency key derived from what it creates, and every link switch one keyed by the
 stock log position, so a crash mid-sync followed by a rerun creates nothing twice.
+
+Every link carries Stripe's own guard, `restrictions.completed_sessions.limit`, kept at the
+sessions Stripe has counted plus the units available (`align_link`): with the booth offline,
+Stripe switches the link off by itself once the units on hand have been paid for. A card
+sale through the link moves the count and the stock together, so the limit stays; every
+other stock change re-aligns it through a `sync_link` task (tasks.py).
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
-from .models import PaymentLink, Product, Stock, db, idempotency_key, utcnow
+from .models import PaymentLink, Product, Sale, Stock, db, idempotency_key, utcnow
 from .offer import last_event_id
 
 SOLD_OUT_MESSAGE = "Sold out at the booth, sorry!"
@@ -88,6 +94,98 @@ class SyncResult:
         if self.retired:
             done.append(f"old link {self.retired} switched off")
         return f"{self.sku}: {'; '.join(done) or 'up to date'} -> {self.link_id} ({state})"
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """A payment link as Stripe has it: on or off, and its completed-sessions guard."""
+
+    active: bool
+    count: int
+    limit: int | None
+
+    @property
+    def stopped_at_limit(self) -> bool:
+        """Tell whether Stripe has switched the link off because its limit was reached."""
+        return not self.active and self.limit is not None and self.count >= self.limit
+
+    def matches(self, available: int) -> bool:
+        """Tell whether the link sells exactly `available` more units (none: it is off)."""
+        if self.limit is None:
+            return False
+        if available > 0:
+            return self.active and self.limit - self.count == available
+        # Off is enough: switching it on again always sets the limit first.
+        return not self.active
+
+
+def link_state(link: Any) -> LinkState:
+    """Return the state of a Stripe payment link object."""
+    counted = link.restrictions.completed_sessions if link.restrictions else None
+    if counted is None:
+        return LinkState(bool(link.active), 0, None)
+    return LinkState(bool(link.active), int(counted.count), int(counted.limit))
+
+
+def wanted_limit(count: int, available: int) -> int:
+    """Return the limit that lets exactly `available` more sessions complete after `count`."""
+    # Stripe takes no limit under 1, and none is set below its count: a link with nothing
+    # left is switched off anyway.
+    return max(count + max(available, 0), 1)
+
+
+def recorded_sessions(link_id: str) -> int:
+    """Count the link's completed sessions this store has recorded: its card sales since."""
+    link = PaymentLink.__table__
+    return db.session.scalar(
+        select(func.count(Sale.id))
+        .join(link, (link.c.sku == Sale.sku) & (link.c.store == Sale.store))
+        .where(
+            link.c.id == link_id,
+            Sale.checkout_session_id.is_not(None),
+            Sale.hold_id.is_(None),
+            Sale.created_at >= link.c.created_at,
+        )
+    )
+
+
+def align_link(
+    gateway: Any, link_id: str, available: int, key: str, recorded: int | None = None
+) -> LinkState:
+    """Make a link on Stripe sell exactly `available` more units; return its state after.
+
+    Reads Stripe's count of completed sessions now, then sets the limit to count +
+    available and the link on (units left) or off, in one call, made only when something
+    differs. One call, because Stripe refuses to switch on a link at its limit: raising the
+    limit and switching on must go together. `recorded`: the sessions of the link the store
+    has recorded; those Stripe counted beyond it (their events not applied yet, say after
+    the booth was offline) will each take a unit when they arrive, so they are not sold
+    again. Call it outside any transaction.
+    """
+    state = link_state(gateway.retrieve_payment_link(link_id))
+    if recorded is not None:
+        available -= max(0, state.count - recorded)
+    if state.matches(available):
+        return state
+    active, limit = available > 0, wanted_limit(state.count, available)
+    params: dict[str, Any] = {"restrictions": {"completed_sessions": {"limit": limit}}}
+    if state.active != active:
+        params["active"] = active
+    key = f"{key}-{limit}-{'on' if active else 'off'}"
+    return link_state(gateway.update_payment_link(link_id, params, key))
+
+
+def save_link_state(link_id: str, state: LinkState, capture: str | None = None) -> None:
+    """Record a link's state on Stripe (and its capture method, when given), committed."""
+    values: dict[str, Any] = {
+        "active": state.active,
+        "session_count": state.count,
+        "session_limit": state.limit,
+    }
+    if capture is not None:
+        values["capture_method"] = capture
+    db.session.execute(update(PaymentLink).where(PaymentLink.id == link_id).values(**values))
+    db.session.commit()
 
 
 def sync_stripe(
@@ -171,7 +269,8 @@ def _sync_link(
     confirmation: dict[str, Any],
 ) -> None:
     stock = db.session.get(Stock, (sku, store))
-    want_active = stock.available > 0 and not stock.off_sale
+    # Off sale: the link sells nothing, whatever is on the shelf.
+    available = 0 if stock.off_sale else max(stock.available, 0)
     current = _current_link(sku, store)
     old_id, old_price = (current.id, current.price_id) if current else (None, None)
     version = last_event_id()
@@ -182,11 +281,13 @@ def _sync_link(
         intent_data = link.payment_intent_data
         link_capture = (intent_data.capture_method if intent_data else None) or "automatic"
         if old_price == price_id and link_capture == capture:
-            result.link_id = old_id
-            result.active = want_active
-            if link.active != want_active:
-                _switch(gateway, store, old_id, want_active, version)
-                result.switched = "on" if want_active else "off"
+            recorded = recorded_sessions(old_id)
+            db.session.commit()
+            key = idempotency_key(store, "link", old_id, version)
+            state = align_link(gateway, old_id, available, key, recorded)
+            result.link_id, result.active = old_id, state.active
+            if state.active != link.active:
+                result.switched = "on" if state.active else "off"
             if _confirmation_of(link) != confirmation:
                 # Setting a value is safe to repeat; a fresh key, so changing it back is
                 # not taken for a replay of the first change.
@@ -194,7 +295,7 @@ def _sync_link(
                 gateway.update_payment_link(old_id, {"after_completion": confirmation}, key)
                 result.confirmation = True
             # A link made before its capture method was recorded gets it from Stripe now.
-            _save_link_state(old_id, want_active, link_capture)
+            save_link_state(old_id, state, link_capture)
             return
         # A new price or capture method needs a new link; the old one stops selling first.
         if link.active:
@@ -210,16 +311,18 @@ def _sync_link(
             "capture_method": capture,
             "metadata": {"sku": sku, "store": store},
         },
+        # Born with a limit, so no link of ours is ever without one; align_link sets the
+        # real one below. A constant here keeps the create's idempotency key stable.
+        "restrictions": {"completed_sessions": {"limit": 1}},
         "inactive_message": SOLD_OUT_MESSAGE,
         "after_completion": confirmation,
     }
     link = gateway.create_payment_link(params, _key(store, "link", sku, params))
-    # A replayed create answers the link as it was then; ask for its state now.
-    link = gateway.retrieve_payment_link(link.id)
-    if link.active != want_active:
-        link = _switch(gateway, store, link.id, want_active, version)
+    # align_link reads the link as it is now (a replayed create answers it as it was then).
+    key = idempotency_key(store, "link", link.id, version)
+    state = align_link(gateway, link.id, available, key)
     result.created.append("link")
-    result.link_id, result.active = link.id, want_active
+    result.link_id, result.active = link.id, state.active
     if old_id is not None:
         retired = db.session.get(PaymentLink, old_id)
         retired.active = False
@@ -232,8 +335,10 @@ def _sync_link(
             store=store,
             url=link.url,
             price_id=price_id,
-            active=want_active,
+            active=state.active,
             capture_method=capture,
+            session_count=state.count,
+            session_limit=state.limit,
         )
     )
     db.session.commit()
@@ -257,13 +362,6 @@ def _save_product_ids(sku: str, product_id: str, price_id: str | None) -> None:
     product = db.session.get(Product, sku)
     product.stripe_product_id = product_id
     product.stripe_price_id = price_id
-    db.session.commit()
-
-
-def _save_link_state(link_id: str, active: bool, capture: str) -> None:
-    link = db.session.get(PaymentLink, link_id)
-    link.active = active
-    link.capture_method = capture
     db.session.commit()
 
 

@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import hold_checkout, holds, inventory, models, payments
+from . import hold_checkout, holds, inventory, models, payments, stripe_sync
 from .models import Hold, PaymentLink, Sale, Stock, Task, db, read_only, utcnow
 
 # Retries start quickly (a blip) and settle at a few minutes (an outage).
@@ -321,29 +321,29 @@ def _refund(task: Claimed, key: str | None = None) -> None:
 
 
 def _sync_link(task: Claimed) -> None:
+    """Make the item's link on Stripe match its stock: on or off, limit = count + available."""
     sku, store = task.args["sku"], task.args["store"]
     gw = payments.gateway()
     for round_ in range(10):
-        link_id, active = _link_and_wanted(sku, store)
+        link_id, available = _link_and_available(sku, store)
+        recorded = stripe_sync.recorded_sessions(link_id) if link_id else 0
         db.session.commit()
         if link_id is None:
             return
-        gw.set_payment_link_active(
-            link_id, active, idempotency_key(task, task.attempts, round_, active)
-        )
-        # Confirm against the stock as it is now: if it moved while we called Stripe, call
-        # again, so whichever task calls last leaves Stripe matching the final stock.
-        if _link_and_wanted(sku, store) == (link_id, active):
-            db.session.execute(
-                update(PaymentLink).where(PaymentLink.id == link_id).values(active=active)
-            )
-            db.session.commit()
+        key = idempotency_key(task, task.attempts, round_)
+        state = stripe_sync.align_link(gw, link_id, available, key, recorded)
+        # Confirm against the stock (and the sales recorded) as they are now: if they moved
+        # while we called Stripe, call again, so whichever task calls last leaves Stripe
+        # matching the final stock.
+        now = _link_and_available(sku, store), stripe_sync.recorded_sessions(link_id)
+        if now == ((link_id, available), recorded):
+            stripe_sync.save_link_state(link_id, state)  # in the re-read's transaction
             return
         db.session.commit()
     raise payments.Transient(f"stock of {sku} kept changing while its link was switched")
 
 
-def _link_and_wanted(sku: str, store: str) -> tuple[str | None, bool]:
+def _link_and_available(sku: str, store: str) -> tuple[str | None, int]:
     row = db.session.execute(
         select(PaymentLink.id, Stock.on_hand - Stock.reserved, Stock.off_sale)
         .join(Stock, (Stock.sku == PaymentLink.sku) & (Stock.store == PaymentLink.store))
@@ -352,8 +352,9 @@ def _link_and_wanted(sku: str, store: str) -> tuple[str | None, bool]:
         )
     ).one_or_none()
     if row is None:
-        return None, False
-    return row[0], row[1] > 0 and not row[2]
+        return None, 0
+    # Off sale: the link sells nothing, whatever is on the shelf.
+    return row[0], 0 if row[2] else max(row[1], 0)
 
 
 def _sale_failed(task: Claimed, reason: str) -> None:

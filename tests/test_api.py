@@ -36,6 +36,7 @@ def test_stock_lists_items_with_counts(app, client):
         "off_sale": False,
         "buy_url": None,
         "payment_link_id": None,
+        "stopped_by_stripe": False,
     }
     assert (mug["available"], mug["sold_out"]) == (0, True)
 

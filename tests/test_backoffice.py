@@ -147,7 +147,7 @@ def test_off_sale_switches_the_link_off_stops_holds_and_back_on(app):
         # The link switch is queued with the change, and the link is wanted off.
         queued = db.session.scalars(select(Task).where(Task.kind == "sync_link")).all()
         assert [t.args for t in queued] == [{"sku": "tee-m", "store": STORE}]
-        assert tasks._link_and_wanted("tee-m", STORE) == ("plink_tee-m", False)
+        assert tasks._link_and_available("tee-m", STORE) == ("plink_tee-m", 0)
         row = next(r for r in backoffice.stock_rows(STORE) if r.item.sku == "tee-m")
         assert (row.item.off_sale, row.item.available, row.link_state) == (
             True,
@@ -161,7 +161,7 @@ def test_off_sale_switches_the_link_off_stops_holds_and_back_on(app):
         with pytest.raises(Refused, match="tee-m is already off sale"):
             backoffice.set_on_sale("tee-m", STORE, False, actor="staff:ada")
         backoffice.set_on_sale("tee-m", STORE, True, actor="staff:bo")
-        assert tasks._link_and_wanted("tee-m", STORE) == ("plink_tee-m", True)
+        assert tasks._link_and_available("tee-m", STORE) == ("plink_tee-m", 3)
         assert holds.start_hold("tee-m", STORE, 300) is not None
         with pytest.raises(Refused, match="no item 'ghost'"):
             backoffice.set_on_sale("ghost", STORE, False, actor="staff:ada")

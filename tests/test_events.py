@@ -153,7 +153,9 @@ def test_event_source_auto_polls_without_a_webhook_secret(app):
 
 @pytest.mark.parametrize("sandbox_env", [QUIET])
 def test_a_new_database_skips_older_sales_then_resumes_from_its_cursor(app, runner, sandbox):
-    link = link_for_sale(app, runner, stock=5)
+    # Units to spare: five sales would meet the link's limit, and Stripe's own
+    # payment_link.updated would be a fourth event.
+    link = link_for_sale(app, runner, stock=8)
     pay_all(sandbox, [sandbox.open_session(link) for _ in range(2)])
     time.sleep(1.1)
     with app.app_context():
@@ -178,8 +180,9 @@ def test_the_poller_job_reconciles_on_start_and_survives_a_500(app, runner, sand
     pay_all(sandbox, [sandbox.open_session(link) for _ in range(2)])
     with app.app_context():
         poller = events.Poller(0.0, lambda: __import__("swagstore").payments.gateway())
-        # First call: reconcile finds both sales, then the poll sees their events as done.
-        assert poller() == 2
+        # First call: reconcile finds both sales, then the poll sees their events as done,
+        # and applies sync-stripe's setting of the link's limit (a payment_link.updated).
+        assert poller() == 3
         pay_all(sandbox, [sandbox.open_session(link)])
         # More 500s than the SDK retries: one line, backed off, no exception.
         sandbox.fault("/v1/events", count=5)
@@ -195,7 +198,7 @@ def test_the_poller_job_reconciles_on_start_and_survives_a_500(app, runner, sand
         assert poller() == 1
         assert len(db.session.scalars(select(Sale.id)).all()) == 3
         # Both reconciled sales' real events came too, and changed nothing.
-        assert len(db.session.scalars(select(StripeEvent.id)).all()) == 5
+        assert len(db.session.scalars(select(StripeEvent.id)).all()) == 6
         db.session.rollback()
 
 
@@ -207,7 +210,8 @@ def test_a_500_is_retried_by_poll_events(app, runner, sandbox):
 
     result = runner.invoke(args=["poll-events", "--once"])
 
-    assert (result.exit_code, result.output) == (0, "Events: 1 applied.\n")
+    # The sale, and sync-stripe's setting of the link's limit (a payment_link.updated).
+    assert (result.exit_code, result.output) == (0, "Events: 2 applied.\n")
 
 
 # Refusals: one line, no traceback ---------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from conftest import STORE, both_databases, make_item, make_product, race
@@ -121,7 +121,38 @@ def test_rolled_back_change_leaves_no_log(app):
 
 
 @both_databases
-def test_link_sync_queued_only_when_availability_crosses_zero(app):
+def test_link_sync_queued_by_every_change_but_a_sale_its_link_counted(app):
+    make_product(app, stock=3)
+    with app.app_context():
+        db.session.execute(
+            db.text(
+                "INSERT INTO payment_link (id, sku, store, url, price_id, active, created_at)"
+                " VALUES ('plink_1', 'tee-m', :store, 'https://x', 'price_1', true, '2026-01-01')"
+            ),
+            {"store": STORE},
+        )
+        # A sale through the link moved Stripe's count with the stock: its limit still holds.
+        inventory.take("tee-m", STORE, counted_by_link=True)
+        db.session.commit()
+        assert db.session.scalars(select(Task.kind)).all() == []
+        # Any other change moves the limit; the sync is queued in the change's transaction.
+        inventory.take("tee-m", STORE, reason="cash")
+        db.session.commit()
+        assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
+        inventory.restock("tee-m", STORE, 1)
+        db.session.commit()
+        # One pending sync reads the stock when it runs, so no second one is queued.
+        assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
+        db.session.execute(update(Task).values(status="done"))
+        db.session.commit()
+        inventory.take("tee-m", STORE, 2, counted_by_link=True)
+        db.session.commit()
+        # Down to zero even through the link: switched off, in case Stripe's count passed.
+        assert db.session.scalars(select(Task.status)).all() == ["done", "pending"]
+
+
+@both_databases
+def test_rolled_back_change_queues_no_link_switch(app):
     make_product(app, stock=2)
     with app.app_context():
         db.session.execute(
@@ -131,35 +162,11 @@ def test_link_sync_queued_only_when_availability_crosses_zero(app):
             ),
             {"store": STORE},
         )
-        # The switch is queued when the change commits, in that same transaction.
-        inventory.take("tee-m", STORE)
         db.session.commit()
-        assert db.session.scalars(select(Task.kind)).all() == []
-        inventory.take("tee-m", STORE)
-        db.session.commit()
-        assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
-        inventory.restock("tee-m", STORE, 1)
-        db.session.commit()
-        # One pending sync reads the stock when it runs, so no second one is queued.
-        assert db.session.scalars(select(Task.kind)).all() == ["sync_link"]
-
-
-@both_databases
-def test_rolled_back_change_queues_no_link_switch(app):
-    make_product(app, stock=1)
-    with app.app_context():
-        db.session.execute(
-            db.text(
-                "INSERT INTO payment_link (id, sku, store, url, price_id, active, created_at)"
-                " VALUES ('plink_1', 'tee-m', :store, 'https://x', 'price_1', true, '2026-01-01')"
-            ),
-            {"store": STORE},
-        )
-        db.session.commit()
-        inventory.take("tee-m", STORE)
+        inventory.take("tee-m", STORE, reason="cash")
         db.session.rollback()
         # A later commit of something else must not carry the rolled-back change's switch.
-        inventory.restock("tee-m", STORE, 1)
+        inventory.take("tee-m", STORE, counted_by_link=True)
         db.session.commit()
         assert db.session.scalars(select(Task.kind)).all() == []
 

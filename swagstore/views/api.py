@@ -30,6 +30,7 @@ def stock() -> dict:
             "off_sale": item.off_sale,
             "buy_url": offer.buy_url(item, mode, base),
             "payment_link_id": item.payment_link_id,
+            "stopped_by_stripe": item.stopped_by_stripe,
         }
         for item in offer.listings(store)
     ]

@@ -75,6 +75,7 @@ def kiosk() -> str:
         "kiosk.html",
         cards=cards(offer.listings(config["STORE_ID"]), config["PURCHASE_MODE"], base),
         low_stock=LOW_STOCK,
+        mode=config["PURCHASE_MODE"],
         refresh_seconds=config.get("KIOSK_REFRESH_SECONDS", 60),
     )
 
