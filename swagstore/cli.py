@@ -203,22 +203,14 @@ def sync_stripe_command() -> None:
     """Create or find the Stripe product, price and payment link of every item."""
     config = current_app.config
     where = "the sandbox" if config["SANDBOX"] else "Stripe"
-    try:
-        results = stripe_sync.sync_stripe(
-            config["STORE_ID"],
-            config["LINK_CAPTURE"],
-            payments.gateway(),
-            echo=click.echo,
-            public_url=config["PUBLIC_URL"],
-        )
-    except payments.PaymentsError as e:
-        db.session.rollback()
-        hint = "check STRIPE_SECRET_KEY" if e.status in (401, 403) else "run sync-stripe again"
-        # The SDK's network errors run to several lines; the last one says what happened.
-        reason = str(e).strip().splitlines()[-1]
-        raise click.ClickException(
-            f"{where} refused or failed ({reason}); items already synced are kept; {hint}."
-        ) from None
+    run = stripe_sync.sync_stripe(
+        config["STORE_ID"],
+        config["LINK_CAPTURE"],
+        payments.gateway(),
+        echo=click.echo,
+        public_url=config["PUBLIC_URL"],
+    )
+    results = [r for r in run.results if r.failure is None]
     created = [thing for r in results for thing in r.created]
     click.echo(
         f"Synced {len(results)} items with {where}: {created.count('product')} products, "
@@ -228,6 +220,14 @@ def sync_stripe_command() -> None:
         f"{sum(1 for r in results if r.confirmation)} after-payment pages updated; "
         f"{sum(1 for r in results if not r.changed)} unchanged."
     )
+    if run.failed:
+        lines = [r.describe() for r in run.failed]
+        if run.not_tried:
+            lines.append(f"not tried: {', '.join(run.not_tried)} (after the failure above)")
+        raise click.ClickException(
+            f"{len(run.failed)} item(s) failed with {where}; items synced are kept:\n  "
+            + "\n  ".join(lines)
+        )
 
 
 @click.command("sandbox")

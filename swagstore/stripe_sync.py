@@ -4,7 +4,9 @@
 item at a time. It never calls Stripe inside a database transaction: each read ends
 before the call, and each id Stripe returns is committed at once. Every create carries
 an idempotency key derived from what it creates, and every link switch one keyed by the
-stock log position, so a crash mid-sync followed by a rerun creates nothing twice.
+stock log position, so a crash mid-sync followed by a rerun creates nothing twice. A
+failed call is reported with its item, the call, and whether a rerun can help; an item
+Stripe refuses does not stop the others, an unreachable Stripe or a refused key does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from . import payments
 from .models import PaymentLink, Product, Stock, db, utcnow
 from .offer import last_event_id
 
@@ -58,6 +61,82 @@ def _confirmation_of(link: Any) -> dict[str, Any]:
     return {"type": after.type, "hosted_confirmation": {"custom_message": message}}
 
 
+# Each gateway call sync makes, as a failure names it.
+CALLS = {
+    "create_product": "create its product (POST /v1/products)",
+    "create_price": "create its price (POST /v1/prices)",
+    "retrieve_price": "read its price (GET /v1/prices/…)",
+    "create_payment_link": "create its payment link (POST /v1/payment_links)",
+    "retrieve_payment_link": "read its payment link (GET /v1/payment_links/…)",
+    "set_payment_link_active": "switch its payment link (POST /v1/payment_links/…)",
+    "update_payment_link": "update its after-payment page (POST /v1/payment_links/…)",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A Stripe call that failed for one item: which, why, and what to do about it."""
+
+    call: str
+    reason: str
+    rerun_helps: bool
+    # True when the items after this one would fail the same way (no Stripe, or no key).
+    stops: bool
+    fix: str
+
+    @classmethod
+    def of(cls, method: str, error: payments.PaymentsError) -> Failure:
+        """Describe a failed gateway call."""
+        call = CALLS.get(method, method.replace("_", " "))
+        # The SDK's network errors run to several lines; the last one says what happened.
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        reason = lines[-1].rstrip(".")
+        if error.code:
+            reason += f" ({error.code})"
+        if isinstance(error, payments.Transient):
+            fix = "run sync-stripe again once Stripe answers: it picks up where this one stopped"
+            return cls(call, reason, rerun_helps=True, stops=True, fix=fix)
+        if error.status in (401, 403):
+            fix = (
+                "fix STRIPE_SECRET_KEY (a restricted key needs the permissions listed in the "
+                "README; `flask --app swagstore check` names any it lacks), then run it again"
+            )
+            return cls(call, reason, rerun_helps=False, stops=True, fix=fix)
+        if error.status == 404:
+            fix = (
+                "its Stripe object is not on this account (was the database synced with "
+                "another key?): use that key, or a fresh database"
+            )
+        else:
+            fix = "fix the item in the catalog and load-catalog, then run sync-stripe again"
+        return cls(call, reason, rerun_helps=False, stops=False, fix=fix)
+
+
+class _CallFailed(Exception):
+    def __init__(self, method: str, error: payments.PaymentsError) -> None:
+        super().__init__(method)
+        self.method = method
+        self.error = error
+
+
+class _Named:
+    """The gateway, with each failed call raised under its method's name."""
+
+    def __init__(self, gateway: Any) -> None:
+        self._gateway = gateway
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._gateway, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except payments.PaymentsError as e:
+                raise _CallFailed(name, e) from e
+
+        return call
+
+
 @dataclass
 class SyncResult:
     """What sync_item did for one item, for the one line sync-stripe prints."""
@@ -69,6 +148,7 @@ class SyncResult:
     switched: str | None = None  # "on" | "off" when an existing link was flipped
     retired: str | None = None  # the replaced link, switched off
     confirmation: bool = False  # the existing link's after-payment page was changed
+    failure: Failure | None = None
 
     @property
     def changed(self) -> bool:
@@ -76,7 +156,11 @@ class SyncResult:
         return bool(self.created or self.switched or self.retired or self.confirmation)
 
     def describe(self) -> str:
-        """Return one line saying what changed."""
+        """Return one line saying what changed, or what failed."""
+        if self.failure is not None:
+            f = self.failure
+            rerun = "a rerun can help" if f.rerun_helps else "a rerun will not help"
+            return f"{self.sku}: FAILED to {f.call}: {f.reason}; {rerun}: {f.fix}"
         state = "active" if self.active else "inactive: sold out"
         done = []
         if self.created:
@@ -90,6 +174,19 @@ class SyncResult:
         return f"{self.sku}: {'; '.join(done) or 'up to date'} -> {self.link_id} ({state})"
 
 
+@dataclass
+class SyncRun:
+    """What sync_stripe did: one result per item tried, and the items it never reached."""
+
+    results: list[SyncResult]
+    not_tried: list[str]
+
+    @property
+    def failed(self) -> list[SyncResult]:
+        """Return the items whose sync failed."""
+        return [r for r in self.results if r.failure is not None]
+
+
 def sync_stripe(
     store: str,
     capture: str,
@@ -97,7 +194,7 @@ def sync_stripe(
     echo: Callable[[str], Any] = print,
     *,
     public_url: str | None = None,
-) -> list[SyncResult]:
+) -> SyncRun:
     """Create or find the Stripe product, price and payment link of every item of a store.
 
     `public_url` is the PUBLIC_URL phones reach, if any: links then send buyers there.
@@ -109,11 +206,20 @@ def sync_stripe(
         .order_by(Product.position, Product.sku)
     ).all()
     db.session.commit()
-    results = []
-    for sku in skus:
-        results.append(sync_item(sku, store, capture, gateway, public_url=public_url))
-        echo(results[-1].describe())
-    return results
+    run = SyncRun([], [])
+    named = _Named(gateway)
+    for n, sku in enumerate(skus):
+        try:
+            result = sync_item(sku, store, capture, named, public_url=public_url)
+        except _CallFailed as e:
+            db.session.rollback()
+            result = SyncResult(sku, failure=Failure.of(e.method, e.error))
+        run.results.append(result)
+        echo(result.describe())
+        if result.failure is not None and result.failure.stops:
+            run.not_tried = list(skus[n + 1 :])
+            break
+    return run
 
 
 def sync_item(

@@ -121,7 +121,13 @@ def test_a_sync_cut_short_is_finished_by_a_rerun_without_duplicates(app, runner,
     broken = runner.invoke(args=["sync-stripe"])
     assert broken.exit_code == 1
     assert "Traceback" not in broken.output
-    assert "run sync-stripe again" in broken.output
+    # The item, the call, and that a rerun helps; the item after it was never tried.
+    assert (
+        "hoodie: FAILED to create its payment link (POST /v1/payment_links): "
+        "Sandbox fault: internal error; a rerun can help: run sync-stripe again once Stripe "
+        "answers" in broken.output
+    )
+    assert "not tried: tee-m" in broken.output
     again = runner.invoke(args=["sync-stripe"])
     assert again.exit_code == 0, again.output
     assert sandbox_counts(sandbox) == {"products": 2, "prices": 2, "payment_links": 2}
@@ -130,12 +136,34 @@ def test_a_sync_cut_short_is_finished_by_a_rerun_without_duplicates(app, runner,
 def test_a_bad_key_stops_with_a_clear_message(app, runner, sandbox):
     make_product(app, "tee-m")
     app.config["STRIPE_SECRET_KEY"] = "sk_live_wrong"
+    make_product(app, "zip")
     result = runner.invoke(args=["sync-stripe"])
     assert result.exit_code == 1
-    assert "check STRIPE_SECRET_KEY" in result.output
-    assert "Invalid API Key" in result.output
+    assert "tee-m: FAILED to create its product (POST /v1/products): Invalid API Key" in (
+        result.output
+    )
+    assert "a rerun will not help: fix STRIPE_SECRET_KEY" in result.output
+    assert "not tried: zip" in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_item_stripe_refuses_is_named_and_the_others_still_sync(app, runner, sandbox):
+    make_product(app, "tee-m")
+    make_product(app, "zip", price=5500)
+    with app.app_context():
+        # Synced once against another account: this one has no such price.
+        db.session.get(Product, "tee-m").stripe_price_id = "price_elsewhere"
+        db.session.commit()
+    result = runner.invoke(args=["sync-stripe"])
+    assert result.exit_code == 1
+    assert "tee-m: FAILED to read its price (GET /v1/prices/…)" in result.output
+    assert "price_elsewhere" in result.output
+    assert "a rerun will not help: its Stripe object is not on this account" in result.output
+    assert "zip: created product, price, link" in result.output
+    assert "not tried" not in result.output and "Traceback" not in result.output
+    with app.app_context():
+        assert current_link("zip").active
 
 
 def test_a_stock_change_during_the_link_call_still_leaves_the_link_matching_stock(
