@@ -18,6 +18,7 @@ from . import (
     events,
     money,
     payments,
+    preflight,
     sales,
     schema,
     stripe_sync,
@@ -203,12 +204,16 @@ def sync_stripe_command() -> None:
     """Create or find the Stripe product, price and payment link of every item."""
     config = current_app.config
     where = "the sandbox" if config["SANDBOX"] else "Stripe"
+    # The sandbox's pages are on this laptop: its links follow PUBLIC_URL (a new port, a
+    # LAN address). Stripe's own link URLs never change.
+    origin = config["PUBLIC_URL"] if config["SANDBOX"] and config["PUBLIC_URL"] else None
     run = stripe_sync.sync_stripe(
         config["STORE_ID"],
         config["LINK_CAPTURE"],
         payments.gateway(),
         echo=click.echo,
         public_url=config["PUBLIC_URL"],
+        link_origin=origin,
     )
     results = [r for r in run.results if r.failure is None]
     created = [thing for r in results for thing in r.created]
@@ -250,6 +255,28 @@ def sandbox_command(port: int, host: str, database: str | None, public_url: str 
     serve(create_standalone_app(path, public_url), host, port, echo=click.echo)
 
 
+@click.command("check")
+@with_appcontext
+@click.option(
+    "--expect",
+    type=click.Choice(["live", "test", "sandbox"]),
+    help="The key this booth should run with: live (booth day), test, or sandbox (none).",
+)
+def check_command(expect: str | None) -> None:
+    """Check the booth before doors open: one line per check; exit 1 if any failed."""
+    setup = preflight.Setup.from_config(current_app.config, current_app.instance_path, expect)
+    report = preflight.run(setup, payments.gateway())
+    for result in report.results:
+        click.echo(result.line())
+    if report.not_run:
+        click.echo(f"Not checked until the failures above are fixed: {', '.join(report.not_run)}.")
+    if report.failed:
+        names = ", ".join(r.name for r in report.failed)
+        click.echo(f"{len(report.failed)} of {len(report.results)} checks failed: {names}.")
+        raise SystemExit(1)
+    click.echo(f"All {len(report.results)} checks passed.")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands with the app."""
     for command in (
@@ -262,5 +289,6 @@ def init_app(app: Flask) -> None:
         reconcile_command,
         sync_stripe_command,
         sandbox_command,
+        check_command,
     ):
         app.cli.add_command(command)

@@ -194,10 +194,13 @@ def sync_stripe(
     echo: Callable[[str], Any] = print,
     *,
     public_url: str | None = None,
+    link_origin: str | None = None,
 ) -> SyncRun:
     """Create or find the Stripe product, price and payment link of every item of a store.
 
     `public_url` is the PUBLIC_URL phones reach, if any: links then send buyers there.
+    `link_origin` (the sandbox's PUBLIC_URL) is where phones reach the payment pages: a
+    link whose URL points elsewhere (an old port, another address) is replaced.
     """
     skus = db.session.scalars(
         select(Product.sku)
@@ -210,7 +213,9 @@ def sync_stripe(
     named = _Named(gateway)
     for n, sku in enumerate(skus):
         try:
-            result = sync_item(sku, store, capture, named, public_url=public_url)
+            result = sync_item(
+                sku, store, capture, named, public_url=public_url, link_origin=link_origin
+            )
         except _CallFailed as e:
             db.session.rollback()
             result = SyncResult(sku, failure=Failure.of(e.method, e.error))
@@ -223,7 +228,13 @@ def sync_stripe(
 
 
 def sync_item(
-    sku: str, store: str, capture: str, gateway: Any, *, public_url: str | None = None
+    sku: str,
+    store: str,
+    capture: str,
+    gateway: Any,
+    *,
+    public_url: str | None = None,
+    link_origin: str | None = None,
 ) -> SyncResult:
     """Bring one item's Stripe product, price and link in line with the database.
 
@@ -261,9 +272,8 @@ def sync_item(
         _save_product_ids(sku, product_id, price_id)
         result.created.append("price")
 
-    _sync_link(
-        sku, store, capture, price_id, gateway, result, after_completion(capture, public_url)
-    )
+    confirmation = after_completion(capture, public_url)
+    _sync_link(sku, store, capture, price_id, gateway, result, confirmation, link_origin)
     return result
 
 
@@ -275,6 +285,7 @@ def _sync_link(
     gateway: Any,
     result: SyncResult,
     confirmation: dict[str, Any],
+    link_origin: str | None = None,
 ) -> None:
     stock = db.session.get(Stock, (sku, store))
     want_active = stock.available > 0 and not stock.off_sale
@@ -287,7 +298,7 @@ def _sync_link(
         link = gateway.retrieve_payment_link(old_id)
         intent_data = link.payment_intent_data
         link_capture = (intent_data.capture_method if intent_data else None) or "automatic"
-        if old_price == price_id and link_capture == capture:
+        if old_price == price_id and link_capture == capture and _at(link.url, link_origin):
             result.link_id = old_id
             result.active = want_active
             if link.active != want_active:
@@ -301,7 +312,7 @@ def _sync_link(
                 result.confirmation = True
             _save_link_state(old_id, want_active)
             return
-        # A new price or capture method needs a new link; the old one stops selling first.
+        # A new price, capture method or address needs a new link; the old one stops first.
         if link.active:
             _switch(gateway, old_id, False, version)
         result.retired = old_id
@@ -318,7 +329,9 @@ def _sync_link(
         "inactive_message": SOLD_OUT_MESSAGE,
         "after_completion": confirmation,
     }
-    link = gateway.create_payment_link(params, _key("link", f"{store}-{sku}", params))
+    # The address is part of the key: a link for another address is another link.
+    keyed = params if link_origin is None else {**params, "origin": link_origin}
+    link = gateway.create_payment_link(params, _key("link", f"{store}-{sku}", keyed))
     # A replayed create answers the link as it was then; ask for its state now.
     link = gateway.retrieve_payment_link(link.id)
     if link.active != want_active:
@@ -336,6 +349,11 @@ def _sync_link(
         )
     )
     db.session.commit()
+
+
+def _at(url: str | None, origin: str | None) -> bool:
+    """Tell whether a link's URL is under the origin phones reach (any, when None)."""
+    return origin is None or (url or "").startswith(origin.rstrip("/") + "/")
 
 
 def _current_link(sku: str, store: str) -> PaymentLink | None:

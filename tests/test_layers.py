@@ -124,7 +124,7 @@ LAYERS = [
     {"swagstore.hold_checkout"},
     {"swagstore.tasks"},
     {"swagstore.fulfilment", "swagstore.sales", "swagstore.backoffice"},
-    {"swagstore.events", "swagstore.stream"},
+    {"swagstore.events", "swagstore.stream", "swagstore.preflight"},
 ]
 DOMAIN = set().union(*LAYERS)
 # The web and command layer: blueprints, the app-wide error pages, the flask commands and

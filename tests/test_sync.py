@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import select
 
 from conftest import make_product
-from swagstore import inventory, payments, stripe_sync, tasks
+from swagstore import create_app, inventory, payments, stripe_sync, tasks
 from swagstore.models import PaymentLink, Product, Task, db, read_only
 
 STORE = "booth"
@@ -207,3 +207,44 @@ def test_a_stock_change_during_the_link_call_still_leaves_the_link_matching_stoc
         db.session.rollback()
         assert current_link("tee-m").active is True
         assert payments.gateway().retrieve_payment_link(link_id).active is True
+
+
+def test_sandbox_links_follow_public_url_to_a_new_port(app, app_config):
+    """`make dev PORT=…` or a LAN address: the next sync re-points the sandbox's links."""
+    make_product(app, "tee-m", stock=2)
+    made = []
+
+    def at(port: int):
+        made.append(create_app({**app_config, "PUBLIC_URL": f"http://127.0.0.1:{port}"}))
+        return made[-1]
+
+    try:
+        old_port, new_port = at(5001), at(5002)
+        assert old_port.test_cli_runner().invoke(args=["sync-stripe"]).exit_code == 0
+        with old_port.app_context():
+            old = current_link("tee-m")
+        assert old.url.startswith("http://127.0.0.1:5001/sandbox/pay/plink_")
+        same = old_port.test_cli_runner().invoke(args=["sync-stripe"])
+        assert "1 unchanged" in same.output, same.output
+
+        moved = new_port.test_cli_runner().invoke(args=["sync-stripe"])
+        assert moved.exit_code == 0, moved.output
+        assert f"created link; old link {old.id} switched off" in moved.output
+        with new_port.app_context():
+            new = current_link("tee-m")
+            assert payments.gateway().retrieve_payment_link(old.id).active is False
+        assert new.url.startswith("http://127.0.0.1:5002/sandbox/pay/plink_")
+        # The kiosk's code leads to the new address, and that link opens a checkout there.
+        client = new_port.test_client()
+        (item,) = client.get("/api/stock").get_json()["items"]
+        assert item["buy_url"] == new.url
+        opened = client.get(new.url.removeprefix("http://127.0.0.1:5002"))
+        assert opened.status_code in (302, 303)
+        assert opened.headers["Location"].startswith("http://127.0.0.1:5002/sandbox/checkout/")
+        # A check run for yet another address says the links point elsewhere.
+        result = at(5003).test_cli_runner().invoke(args=["check", "--expect", "sandbox"])
+        assert "tee-m: its link points at http://127.0.0.1:5002, not PUBLIC_URL" in result.output
+    finally:
+        for other in made:
+            with other.app_context():
+                db.engine.dispose()
