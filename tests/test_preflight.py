@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 from conftest import STORE, free_port, make_product
 from swagstore import create_app, fulfilment, inventory, preflight
 from swagstore.models import db
+from swagstore.preflight import access, delivery, laptop
 
 KEY = "sk_test_booth"
 
@@ -366,40 +367,38 @@ def setup(**changes) -> preflight.Setup:
     ],
 )
 def test_the_key_check(changes, passes, says):
-    result = preflight.check_key(setup(**changes))
+    result = access.check_key(setup(**changes))
     assert result.ok is passes and says in result.detail
     assert passes or result.fix
 
 
 def test_webhooks_chosen_without_a_secret_fail():
-    result = preflight.check_events(setup(event_source="webhook"))
+    result = delivery.check_events(setup(event_source="webhook"))
     assert not result.ok and "STRIPE_WEBHOOK_SECRET is not set" in result.detail
-    assert not preflight.check_events(setup(event_source="sometimes")).ok
-    assert "polling" in preflight.check_events(setup()).detail
-    secret_without_url = preflight.check_webhook_endpoint(setup(webhook_secret="whsec_x"), [])
+    assert not delivery.check_events(setup(event_source="sometimes")).ok
+    assert "polling" in delivery.check_events(setup()).detail
+    secret_without_url = delivery.check_webhook_endpoint(setup(webhook_secret="whsec_x"), [])
     assert not secret_without_url.ok and "PUBLIC_URL is" in secret_without_url.detail
 
 
 def test_public_url_when_phones_need_it(sandbox):
     holds = setup(purchase_mode="reserved_checkout")
-    assert "PUBLIC_URL is not set" in preflight.check_public_url(holds).detail
-    loop = preflight.check_public_url(
-        setup(purchase_mode="payment_intent", public_url=sandbox.url)
-    )
+    assert "PUBLIC_URL is not set" in delivery.check_public_url(holds).detail
+    loop = delivery.check_public_url(setup(purchase_mode="payment_intent", public_url=sandbox.url))
     assert not loop.ok and "this laptop's own address" in loop.detail
     live_webhook = setup(webhook_secret="whsec_x", public_url="http://booth.example")
-    assert "only to https URLs" in preflight.check_public_url(live_webhook).detail
+    assert "only to https URLs" in delivery.check_public_url(live_webhook).detail
     # Whether it answers, as phones would ask, without any proxy.
-    assert preflight.answers(sandbox.url + "/healthz") is None
-    closed = preflight.answers(f"http://127.0.0.1:{free_port()}/healthz")
+    assert delivery.answers(sandbox.url + "/healthz") is None
+    closed = delivery.answers(f"http://127.0.0.1:{free_port()}/healthz")
     assert closed is not None and closed.startswith("no answer:")
     fetched = []
-    reachable = preflight.check_public_url(
+    reachable = delivery.check_public_url(
         setup(purchase_mode="reserved_checkout", public_url="http://booth.example:8080"),
         fetch=lambda url: fetched.append(url),
     )
     assert reachable.ok and fetched == ["http://booth.example:8080/healthz"]
-    down = preflight.check_public_url(
+    down = delivery.check_public_url(
         setup(purchase_mode="reserved_checkout", public_url="http://booth.example:8080"),
         fetch=lambda url: "no answer: [Errno 111] Connection refused",
     )
@@ -407,21 +406,21 @@ def test_public_url_when_phones_need_it(sandbox):
 
 
 def test_the_disk_check():
-    assert preflight.check_disk(".").ok
-    full = preflight.check_disk(".", min_free=2**62)
+    assert laptop.check_disk(".").ok
+    full = laptop.check_disk(".", min_free=2**62)
     assert not full.ok and "only" in full.detail and "free at least" in full.fix
 
 
 def test_the_database_check_fails_when_another_program_holds_it(app, db_path):
     with app.app_context():
-        assert preflight.check_database(STORE).ok
-        assert "no store 'north'" in preflight.check_database("north").detail
+        assert laptop.check_database(STORE).ok
+        assert "no store 'north'" in laptop.check_database("north").detail
     holder = sqlite3.connect(db_path, timeout=1)
     holder.execute("BEGIN IMMEDIATE")
     try:
         with app.app_context():
             started = time.monotonic()
-            locked = preflight.check_database(STORE)
+            locked = laptop.check_database(STORE)
     finally:
         holder.rollback()
         holder.close()
@@ -436,5 +435,5 @@ def test_missing_permission_is_read_from_stripes_message():
         "endpoint on account 'acct_1'. Having the 'rak_plan_write' permission would allow "
         "this request to continue."
     )
-    assert preflight.missing_permission(message) == "rak_plan_write"
-    assert preflight.missing_permission("no such thing") is None
+    assert access.missing_permission(message) == "rak_plan_write"
+    assert access.missing_permission("no such thing") is None
