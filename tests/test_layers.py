@@ -107,6 +107,7 @@ LAYERS = [
         "swagstore.money",
         "swagstore.clock",
         "swagstore.amounts",
+        "swagstore.lan",
     },
     {
         "swagstore.payments",

@@ -127,7 +127,9 @@ def test_an_unreachable_sandbox_fails_and_the_checks_needing_it_wait(app, app_co
             db.engine.dispose()
     assert result.exit_code == 1
     stripe = line(result.output, "stripe")
-    assert stripe.startswith(f"FAIL  stripe          no answer from http://127.0.0.1:{port} (")
+    assert stripe.startswith(
+        f"FAIL  stripe          no answer from http://127.0.0.1:{port} (Connection refused)."
+    )
     assert "Fix: check the network (conference Wi-Fi, a captive portal) and STRIPE_API_BASE" in (
         stripe
     )
@@ -138,6 +140,34 @@ def test_an_unreachable_sandbox_fails_and_the_checks_needing_it_wait(app, app_co
         in result.output
     )
     assert result.output.splitlines()[-1] == "1 of 7 checks failed: stripe."
+    # One check alone runs what it needs first, and shows it when that failed.
+    links = check(keyed, "--only", "links")
+    assert links.exit_code == 1
+    assert [row[:20] for row in links.output.splitlines()[:1]] == ["FAIL  stripe        "]
+    assert "Not checked until the failures above are fixed: links." in links.output
+
+
+def test_check_only_the_key_asks_nothing_of_stripe(app, app_config):
+    # make run asks this before it starts the booth: no network, no database needed.
+    keyed = create_app(
+        {
+            **app_config,
+            "STRIPE_SECRET_KEY": KEY,
+            "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",
+        }
+    )
+    try:
+        result = check(keyed, "--only", "key")
+    finally:
+        with keyed.app_context():
+            db.engine.dispose()
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"OK    key             test secret key (sk_test_…) against "
+        f"{keyed.config['STRIPE_API_BASE']}: no real money moves",
+        "Passed.",
+    ]
+    assert check(app, "--only", "key").exit_code == 1
 
 
 def test_a_price_under_stripes_minimum_fails_naming_item_and_minimum(booth):

@@ -11,19 +11,19 @@ Stripe, permissions, clock), `delivery` (events, webhook endpoint, PUBLIC_URL), 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import payments
 from ..models import db
 from .access import check_clock, check_key, check_permissions, check_reachable, needed_permissions
-from .catalog import check_links, check_prices, check_synced, items_on_stripe
+from .catalog import ItemOnStripe, check_links, check_prices, check_synced, items_on_stripe
 from .delivery import check_events, check_public_url, check_webhook_endpoint
 from .laptop import check_database, check_disk, database_folder
 from .results import Result, Setup, fail
 
-__all__ = ["Report", "Result", "Setup", "run"]
+__all__ = ["CHECKS", "Report", "Result", "Setup", "run"]
 
 
 def guarded(name: str, check: Callable[..., Result], *args: Any) -> Result:
@@ -49,38 +49,97 @@ class Report:
         return [r for r in self.results if not r.ok]
 
 
-def run(setup: Setup, gateway: payments.Gateway) -> Report:
-    """Run every check in order; those that need Stripe or the database only when they work."""
-    results = [guarded("key", check_key, setup)]
-    results.append(guarded("database", check_database, setup.store))
-    database = results[-1].ok
-    results.append(guarded("disk", check_disk, database_folder(setup)))
+# What each check needs to have passed first.
+NEEDS = {
+    "permissions": ("stripe",),
+    "clock": ("stripe",),
+    "webhook": ("stripe",),
+    "prices": ("database",),
+    "synced": ("stripe", "database"),
+    "links": ("stripe", "database"),
+}
+CHECKS = (
+    "key",
+    "database",
+    "disk",
+    "stripe",
+    "permissions",
+    "clock",
+    "events",
+    "webhook",
+    "public url",
+    "prices",
+    "synced",
+    "links",
+)
+
+
+def run(setup: Setup, gateway: payments.Gateway, only: Collection[str] = CHECKS) -> Report:
+    """Run the checks in order (all, or `only` these); each after what it needs passed."""
+    wanted = set(only)
+    needed = wanted | {need for name in wanted for need in NEEDS.get(name, ())}
+    passed: dict[str, bool] = {}
+    results: list[Result] = []
+    reach: payments.Probe | None = None
     asked_at = time.time()
-    reach = gateway.probe("get", "/v1/events", {"limit": 1})
-    results.append(guarded("stripe", check_reachable, setup, reach))
-    stripe = results[-1].ok
-    if stripe:
+    items: list[ItemOnStripe] = []
+
+    def step(name: str, check: Callable[..., Result], *args: Any) -> None:
+        result = guarded(name, check, *args)
+        passed[name] = result.ok
+        # A check run only because another needs it is shown when it failed.
+        if name in wanted or not result.ok:
+            results.append(result)
+
+    def ready(name: str) -> bool:
+        return name in needed and all(passed.get(need) for need in NEEDS.get(name, ()))
+
+    if ready("key"):
+        step("key", check_key, setup)
+    if ready("database"):
+        step("database", check_database, setup.store)
+    if ready("disk"):
+        step("disk", check_disk, database_folder(setup))
+    if ready("stripe"):
+        reach = gateway.probe("get", "/v1/events", {"limit": 1})
+        step("stripe", check_reachable, setup, reach)
+    if ready("permissions"):
         needs = needed_permissions(setup)
-        answers_ = {need: gateway.probe(need.method, need.path, need.params) for need in needs}
-        results.append(guarded("permissions", check_permissions, answers_))
-        results.append(guarded("clock", check_clock, reach, asked_at))
-    results.append(guarded("events", check_events, setup))
-    if stripe and setup.events_by_webhook and not setup.sandbox:
-        results.append(guarded("webhook", _check_webhook, setup, gateway))
-    results.append(guarded("public url", check_public_url, setup))
-    if database:
-        results.append(guarded("prices", check_prices, setup.store))
-    if database and stripe:
-        items = items_on_stripe(setup.store, gateway)
-        results.append(guarded("synced", check_synced, items, setup))
-        results.append(guarded("links", check_links, items))
+        answers = {need: gateway.probe(need.method, need.path, need.params) for need in needs}
+        step("permissions", check_permissions, answers)
+    if ready("clock"):
+        step("clock", check_clock, reach, asked_at)
+    if ready("events"):
+        step("events", check_events, setup)
+    if ready("webhook") and setup.events_by_webhook and not setup.sandbox:
+        step("webhook", _check_webhook, setup, gateway)
+    if ready("public url"):
+        step("public url", check_public_url, setup)
+    if ready("prices"):
+        step("prices", check_prices, setup.store)
+    if ready("synced") or ready("links"):
+        # Read once for both checks; a failure here fails both, in their own lines.
+        fetched = guarded("synced", _fetch, setup.store, gateway, items)
+        if not fetched.ok:
+            for name in ("synced", "links"):
+                step(name, lambda name=name: replace(fetched, name=name))
+    if ready("synced") and "synced" not in passed:
+        step("synced", check_synced, items, setup)
+    if ready("links") and "links" not in passed:
+        step("links", check_links, items)
     not_run = [
-        *(["permissions", "clock"] if not stripe else []),
-        *(["webhook"] if not stripe and setup.events_by_webhook and not setup.sandbox else []),
-        *(["prices"] if not database else []),
-        *(["synced", "links"] if not (stripe and database) else []),
+        name
+        for name in CHECKS
+        if name in wanted
+        and name not in passed
+        and (name != "webhook" or setup.events_by_webhook and not setup.sandbox)
     ]
     return Report(results, not_run)
+
+
+def _fetch(store: str, gateway: payments.Gateway, into: list[ItemOnStripe]) -> Result:
+    into.extend(items_on_stripe(store, gateway))
+    return Result("synced", True, "")
 
 
 def _check_webhook(setup: Setup, gateway: payments.Gateway) -> Result:

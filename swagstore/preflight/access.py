@@ -76,7 +76,7 @@ def check_reachable(setup: Setup, probe: payments.Probe) -> Result:
     if probe.status is None:
         return fail(
             name,
-            f"no answer from {where} ({probe.message.strip().splitlines()[-1]})",
+            f"no answer from {where} ({network_reason(probe.message)})",
             "check the network (conference Wi-Fi, a captive portal) and STRIPE_API_BASE; "
             "a standalone sandbox must be running",
         )
@@ -94,6 +94,16 @@ def check_reachable(setup: Setup, probe: payments.Probe) -> Result:
             "Stripe is having trouble: run check again in a minute",
         )
     return ok(name, f"{where} answers with this key ({probe.seconds * 1000:.0f} ms)")
+
+
+def network_reason(message: str) -> str:
+    """Pull the cause out of the SDK's long network error ("Connection refused", …)."""
+    if match := re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", message):
+        return match.group(1).strip()
+    if "timed out" in message.lower() or "timeout" in message.lower():
+        return "timed out"
+    last = (message.strip().splitlines() or ["no answer"])[-1]
+    return last if len(last) <= 120 else last[:117] + "…"
 
 
 @dataclass(frozen=True, eq=False)
