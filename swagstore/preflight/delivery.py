@@ -41,8 +41,7 @@ def check_events(setup: Setup) -> Result:
         return ok(name, f"webhooks to {setup.public_url or '(no PUBLIC_URL)'}{WEBHOOK_PATH}")
     return ok(
         name,
-        f"polling Stripe's /v1/events every {setup.poll_seconds:g} s (the worker, started by "
-        "make run): no public URL needed",
+        f"polling Stripe's /v1/events every {setup.poll_seconds:g} s: no public URL needed",
     )
 
 
