@@ -1,9 +1,10 @@
 """`flask --app swagstore check`: good and broken booths, each FAIL with its fix.
 
 A "booth" here is an app with a test key whose STRIPE_API_BASE is a running sandbox server
-(the Stripe account), as on booth day with a real key. What the sandbox cannot do (a
-restricted key's 403, a skewed clock, webhook endpoints) comes from a small HTTP double
-speaking Stripe's error shape, reached through the real SDK.
+(the Stripe account), as on booth day with a real key; webhook endpoints are registered on
+the standalone sandbox. What the sandbox cannot do (a restricted key's 403, a skewed
+clock) comes from a small HTTP double speaking Stripe's error shape, reached through the
+real SDK.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sandbox_account import SandboxAccount
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -222,7 +224,7 @@ def test_a_link_on_at_zero_stock_fails_until_it_is_switched(booth):
     assert "2 links on, 1 off" in line(fixed.output, "links")
 
 
-# A restricted key, a skewed clock and webhook endpoints: a Stripe double ----------------------
+# What the sandbox cannot do (a restricted key's 403, a skewed clock): a Stripe double ---------
 
 
 class SkewedClock(WSGIRequestHandler):
@@ -235,9 +237,8 @@ class SkewedClock(WSGIRequestHandler):
 class StripeDouble:
     """Answers like Stripe for a restricted key that lacks some permissions."""
 
-    def __init__(self, lacking: dict[str, str], skew: float = 0, endpoints=()) -> None:
+    def __init__(self, lacking: dict[str, str], skew: float = 0) -> None:
         self.lacking = lacking  # path prefix -> the rak_ permission Stripe names
-        self.endpoints = list(endpoints)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = make_server(
@@ -261,9 +262,6 @@ class StripeDouble:
         else:
             if request.path == "/v1/events":
                 status, body = 200, {"object": "list", "data": [], "has_more": False}
-            elif request.path == "/v1/webhook_endpoints":
-                body = {"object": "list", "data": self.endpoints, "has_more": False}
-                status = 200
             elif request.path == "/healthz":
                 status, body = 200, {"status": "ok"}
         response = Response(json.dumps(body), status, content_type="application/json")
@@ -322,43 +320,53 @@ def test_a_clock_minutes_off_fails(app, app_config):
     assert "Fix: turn on network time" in clock
 
 
-def test_webhooks_need_an_endpoint_for_public_url_sending_every_handled_event(app, app_config):
-    with StripeDouble({}) as stripe:
-        url = stripe.url + "/stripe/webhook"
-        partial = {"id": "we_1", "url": url, "status": "enabled"}
-        partial["enabled_events"] = ["checkout.session.completed"]
-        stripe.endpoints = [partial]
+def test_webhooks_need_an_endpoint_for_public_url_sending_every_handled_event(
+    app, app_config, tmp_path
+):
+    # The standalone sandbox is a Stripe account with webhook endpoints, as Stripe has.
+    with SandboxAccount(tmp_path / "account.sqlite") as account:
+        public = f"http://127.0.0.1:{free_port()}"
+        url = public + "/stripe/webhook"
         webhook = {
-            "STRIPE_API_BASE": stripe.url,
+            "STRIPE_API_BASE": account.base,
             "STRIPE_WEBHOOK_SECRET": "whsec_booth",
-            "PUBLIC_URL": stripe.url,
+            "PUBLIC_URL": public,
         }
-        keyed = keyed_app(app_config, **webhook)
+        keyed = keyed_app(app_config, STRIPE_SECRET_KEY=KEY, **webhook)
         try:
-            missing = check(keyed)
-            stripe.endpoints = [{**partial, "enabled_events": ["*"]}]
-            everything = check(keyed)
-            stripe.endpoints = []
             none = check(keyed)
+            events = {"url": url, "enabled_events[]": ["checkout.session.completed"]}
+            partial = account.api("POST", "webhook_endpoints", data=events).json()
+            missing = check(keyed)
+            elsewhere = {"url": public + "/other", "enabled_events[]": ["*"]}
+            assert account.api("POST", "webhook_endpoints", data=elsewhere).ok
+            still_missing = check(keyed)
+            every = {"url": url, "enabled_events[]": ["*"]}
+            complete = account.api("POST", "webhook_endpoints", data=every).json()
+            everything = check(keyed)
         finally:
             with keyed.app_context():
                 db.engine.dispose()
-    assert f"webhooks to {url}" in line(missing.output, "events")
-    unsent = sorted(set(fulfilment.HANDLERS) - {"checkout.session.completed"})
-    assert line(missing.output, "webhook") == (
-        f"FAIL  webhook         the endpoint for {url} does not send {', '.join(unsent)}. "
-        "Fix: add these events to it in the Dashboard (Developers > Webhooks)"
-    )
-    assert line(everything.output, "webhook").startswith(
-        f"OK    webhook         we_1 sends the store's {len(fulfilment.HANDLERS)} event types"
-    )
+    assert f"webhooks to {url}" in line(none.output, "events")
     assert line(none.output, "webhook") == (
         f"FAIL  webhook         no webhook endpoint for {url} on this account. Fix: add one in "
         "the Dashboard (Developers > Webhooks) with the events listed in the README and set "
         "its signing secret as STRIPE_WEBHOOK_SECRET, or poll instead (EVENT_SOURCE=poll)"
     )
-    # The double answers on 127.0.0.1, which no phone and no Stripe reaches.
-    assert "is this laptop's own address" in line(none.output, "public url")
+    unsent = sorted(set(fulfilment.HANDLERS) - {"checkout.session.completed"})
+    expected = (
+        f"FAIL  webhook         the endpoint for {url} does not send {', '.join(unsent)}. "
+        "Fix: add these events to it in the Dashboard (Developers > Webhooks)"
+    )
+    assert partial["id"].startswith("we_")
+    assert line(missing.output, "webhook") == expected
+    assert line(still_missing.output, "webhook") == expected  # another URL's does not count
+    assert line(everything.output, "webhook") == (
+        f"OK    webhook         {complete['id']} sends the store's {len(fulfilment.HANDLERS)} "
+        f"event types to {url}"
+    )
+    # 127.0.0.1 is this laptop: neither phones nor Stripe reach it.
+    assert "is this laptop's own address" in line(everything.output, "public url")
 
 
 # Single checks, with plain arguments ---------------------------------------------------------

@@ -162,6 +162,19 @@ def test_a_refusal_for_good_says_so_and_never_asks_to_retry(app, shop_app, sandb
     assert holds_of(app) == [("tee-m", "released")] * 3
 
 
+def test_a_price_stripe_will_not_charge_is_refused_for_good(app, shop_app):
+    # Loaded around load-catalog (which refuses it); the sandbox refuses it as Stripe does.
+    make_product(app, "button", stock=3, price=30)
+    client = shop_app("payment_intent").test_client()
+    response = client.post("/api/intents", json={"sku": "button"})
+    assert response.status_code == 502
+    body = response.get_json()
+    assert (body["error"], body["code"]) == ("payment_refused", "amount_too_small")
+    page = client.get("/pay/button", headers={"Accept": "text/html"})
+    assert page.status_code == 502 and "Trying again will not help" in page.text
+    assert stock_of(app, "button") == (3, 0)
+
+
 def test_payment_intent_mode_live_needs_a_publishable_key(app_config):
     live = {**app_config, "PURCHASE_MODE": "payment_intent", "STRIPE_SECRET_KEY": "sk_test_x"}
     with pytest.raises(ValueError, match="STRIPE_PUBLISHABLE_KEY"):

@@ -248,3 +248,15 @@ def test_sandbox_links_follow_public_url_to_a_new_port(app, app_config):
         for other in made:
             with other.app_context():
                 db.engine.dispose()
+
+
+def test_a_price_stripe_will_not_charge_is_named_with_what_to_fix(app, runner, sandbox):
+    # Loaded around load-catalog (which refuses it): a database from before that rule.
+    make_product(app, "button", price=30)
+    make_product(app, "tee-m")
+    result = runner.invoke(args=["sync-stripe"])
+    assert result.exit_code == 1
+    (failed,) = [row for row in result.output.splitlines() if row.startswith("button: FAILED")]
+    assert "(amount_too_small); a rerun will not help: fix the item in the catalog" in failed
+    assert "POST /v1/" in failed
+    assert "tee-m: created product, price, link" in result.output

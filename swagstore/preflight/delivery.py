@@ -70,15 +70,19 @@ def check_webhook_endpoint(setup: Setup, endpoints: list[Any]) -> Result:
     if not enabled:
         return fail(name, f"the endpoint for {url} is disabled", "enable it in the Dashboard")
     wanted = set(fulfilment.HANDLERS)
-    sent = set(getattr(enabled[0], "enabled_events", None) or [])
-    missing = sorted(wanted - sent) if "*" not in sent else []
-    if missing:
+
+    def unsent(endpoint: Any) -> list[str]:
+        sent = set(getattr(endpoint, "enabled_events", None) or [])
+        return [] if "*" in sent else sorted(wanted - sent)
+
+    best = min(enabled, key=lambda e: len(unsent(e)))
+    if missing := unsent(best):
         return fail(
             name,
             f"the endpoint for {url} does not send {', '.join(missing)}",
             "add these events to it in the Dashboard (Developers > Webhooks)",
         )
-    return ok(name, f"{enabled[0].id} sends the store's {len(wanted)} event types to {url}")
+    return ok(name, f"{best.id} sends the store's {len(wanted)} event types to {url}")
 
 
 def phones_need_the_server(setup: Setup) -> list[str]:
