@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from conftest import ROOT
-from swagstore import amounts
+from swagstore import amounts, money
 
 # The sandbox vendored Stripe's table with its source; the product keeps its own copy (it
 # never imports the sandbox), and this test keeps the two the same.
@@ -20,27 +18,19 @@ def test_the_minimums_are_the_sandboxs_vendored_table():
     table = {currency: entry["amount"] for currency, entry in VENDORED["minimum"].items()}
     assert table == amounts.MINIMUM_CHARGE
     assert VENDORED["maximum"] == amounts.MAXIMUM_CHARGE
-    assert set(VENDORED["zero_decimal"]) == amounts.ZERO_DECIMAL
-    assert set(VENDORED["three_decimal"]) == amounts.THREE_DECIMAL
+    # The units amounts are counted in: the money formatter's, the sandbox's.
+    assert set(VENDORED["zero_decimal"]) == money.ZERO_DECIMAL
+    assert set(VENDORED["three_decimal"]) == money.THREE_DECIMAL
 
 
-@pytest.mark.parametrize(
-    ("amount", "currency", "shown"),
-    [
-        (50, "usd", "0.50 USD"),
-        (50, "jpy", "50 JPY"),
-        (17500, "huf", "175.00 HUF"),
-        (1500, "kwd", "1.500 KWD"),
-        (250000, "eur", "2,500.00 EUR"),
-    ],
-)
-def test_amounts_are_shown_in_the_currencys_own_units(amount, currency, shown):
-    assert amounts.shown(amount, currency) == shown
-
-
-def test_what_stripe_would_refuse():
-    assert amounts.refusal(49, "usd") == ("0.49 USD is under Stripe's minimum charge of 0.50 USD")
-    assert amounts.refusal(49, "jpy") == "49 JPY is under Stripe's minimum charge of 50 JPY"
+def test_what_stripe_would_refuse_in_the_currencys_own_units():
+    assert amounts.refusal(49, "usd") == "$0.49 is under Stripe's minimum charge of $0.50"
+    assert amounts.refusal(49, "jpy") == "¥49 is under Stripe's minimum charge of ¥50"
+    assert amounts.refusal(29, "gbp", "en_GB") == "£0.29 is under Stripe's minimum charge of £0.30"
+    assert amounts.refusal(49, "eur", "de_DE") == (
+        "0,49\xa0€ is under Stripe's minimum charge of 0,50\xa0€"
+    )
     assert amounts.refusal(50, "usd") is None
+    assert amounts.refusal(17500, "huf") is None
     assert amounts.refusal(1, "isk") is None  # no published minimum: Stripe converts
     assert "over Stripe's maximum" in amounts.refusal(100_000_000, "usd")

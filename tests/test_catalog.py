@@ -100,20 +100,20 @@ BAD = [
     # Stripe refuses a charge under its minimum: the item and the minimum are named.
     (
         GOOD.replace("price = 2500", "price = 30"),
-        "item 1 (tee-m): price: 0.30 USD is under Stripe's minimum charge of 0.50 USD; "
+        "item 1 (tee-m): price: $0.30 is under Stripe's minimum charge of $0.50; "
         "the least is 50 (minor units)",
     ),
     (
         GOOD.replace("price = 1800", "price = 49"),
-        "item 2 (mug): price: 0.49 EUR is under Stripe's minimum charge of 0.50 EUR",
+        "item 2 (mug): price: €0.49 is under Stripe's minimum charge of €0.50",
     ),
     (
         GOOD.replace('"EUR"', '"jpy"').replace("price = 1800", "price = 30"),
-        "item 2 (mug): price: 30 JPY is under Stripe's minimum charge of 50 JPY",
+        "item 2 (mug): price: ¥30 is under Stripe's minimum charge of ¥50",
     ),
     (
         GOOD.replace("price = 1800", "price = 100000000"),
-        "item 2 (mug): price: 1,000,000.00 EUR is over Stripe's maximum charge",
+        "item 2 (mug): price: €1,000,000.00 is over Stripe's maximum charge",
     ),
     (
         GOOD.replace("price = 1800", "price = 0"),

@@ -94,7 +94,7 @@ def test_a_good_booth_passes_every_check(booth):
     assert KEY not in result.output  # never the key itself
     assert "polling Stripe's /v1/events" in line(result.output, "events")
     assert "not needed" in line(result.output, "public url")
-    assert "cheapest pin at 0.50 USD" in line(result.output, "prices")
+    assert "cheapest pin at $0.50" in line(result.output, "prices")
     assert "3 links on, 0 off" in line(result.output, "links")
 
 
@@ -180,9 +180,9 @@ def test_a_price_under_stripes_minimum_fails_naming_item_and_minimum(booth):
     result = check(booth)
     assert result.exit_code == 1
     assert line(result.output, "prices") == (
-        "FAIL  prices          Stripe would refuse to charge button (0.30 USD is under "
-        "Stripe's minimum charge of 0.50 USD); sticker-jp (30 JPY is under Stripe's minimum "
-        "charge of 50 JPY). Fix: fix the price in the catalog and run load-catalog (a free "
+        "FAIL  prices          Stripe would refuse to charge button ($0.30 is under Stripe's "
+        "minimum charge of $0.50); sticker-jp (¥30 is under Stripe's minimum charge of ¥50). "
+        "Fix: fix the price in the catalog and run load-catalog (a free "
         "item is a giveaway, which staff record on /admin)"
     )
 
@@ -385,6 +385,7 @@ def setup(**changes) -> preflight.Setup:
         purchase_mode="payment_link",
         link_capture="automatic",
         store=STORE,
+        locale="en_US",
         poll_seconds=1.0,
         database_url="sqlite:///x.sqlite",
         instance_path=".",

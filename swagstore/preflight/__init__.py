@@ -116,7 +116,7 @@ def run(setup: Setup, gateway: payments.Gateway, only: Collection[str] = CHECKS)
     if ready("public url"):
         step("public url", check_public_url, setup)
     if ready("prices"):
-        step("prices", check_prices, setup.store)
+        step("prices", check_prices, setup.store, setup.locale)
     if ready("synced") or ready("links"):
         # Read once for both checks; a failure here fails both, in their own lines.
         fetched = guarded("synced", _fetch, setup.store, gateway, items)

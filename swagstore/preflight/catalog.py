@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .. import amounts, payments
+from .. import amounts, money, payments
 from ..models import PaymentLink, Product, Stock, db
 from .results import Result, Setup, fail, ok
 
 
-def check_prices(store: str) -> Result:
+def check_prices(store: str, locale: str = "en_US") -> Result:
     """Check every item's price is one Stripe will charge (its minimum, zero-decimal right)."""
     name = "prices"
     rows = db.session.execute(
@@ -30,7 +30,9 @@ def check_prices(store: str) -> Result:
             "load the catalog: `flask --app swagstore load-catalog instance/catalog.toml`",
         )
     refused = [
-        f"{sku} ({why})" for sku, price, cur in rows if (why := amounts.refusal(price, cur))
+        f"{sku} ({why})"
+        for sku, price, cur in rows
+        if (why := amounts.refusal(price, cur, locale))
     ]
     if refused:
         return fail(
@@ -46,8 +48,8 @@ def check_prices(store: str) -> Result:
         if unknown
         else ""
     )
-    low = min(rows, key=lambda row: row[1] / 10 ** amounts.decimals(row[2]))
-    cheapest = f"cheapest {low[0]} at {amounts.shown(low[1], low[2])}"
+    low = min(rows, key=lambda row: money.major(row[1], row[2]))
+    cheapest = f"cheapest {low[0]} at {money.format_money(low[1], low[2], locale)}"
     return ok(name, f"{len(rows)} items at or above Stripe's minimum charge; {cheapest}{note}")
 
 

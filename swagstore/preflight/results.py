@@ -47,6 +47,7 @@ class Setup:
     purchase_mode: str
     link_capture: str
     store: str
+    locale: str
     poll_seconds: float
     database_url: str
     instance_path: str
@@ -71,6 +72,7 @@ class Setup:
             purchase_mode=config["PURCHASE_MODE"],
             link_capture=config["LINK_CAPTURE"],
             store=config["STORE_ID"],
+            locale=str(config.get("LOCALE") or "en_US"),
             poll_seconds=float(config.get("POLL_SECONDS", 3)),
             database_url=str(config["SQLALCHEMY_DATABASE_URI"]),
             instance_path=instance_path,
