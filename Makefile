@@ -32,27 +32,36 @@ install-lint: $(VENV)/.installed-lint
 # Everything, for working on the store.
 install: install-test install-lint
 
+# `make dev HOST=0.0.0.0` listens on every interface: phones on the same Wi-Fi reach it at
+# the laptop's LAN address, which becomes PUBLIC_URL (so the QR codes lead there). Any
+# other HOST is its own address; an exported SWAGSTORE_PUBLIC_URL wins. Worked out once,
+# when the recipe runs (after the venv exists).
+DEV_URL_OF_HOST = $(shell $(BIN)/python -m swagstore.lan $(HOST) $(PORT))
+
 dev: $(VENV)/.installed
+	$(eval DEV_URL := $(or $(SWAGSTORE_PUBLIC_URL),$(DEV_URL_OF_HOST)))
 	$(FLASK) init-db
 	$(FLASK) load-catalog instance/catalog.toml
-	@# Payment links in the sandbox (or on Stripe, with a key), pointing phones at this server.
-	SWAGSTORE_PUBLIC_URL=$${SWAGSTORE_PUBLIC_URL:-http://$(HOST):$(PORT)} $(FLASK) sync-stripe
+	@# Payment links in the sandbox (or on Stripe, with a key). The sandbox's links follow
+	@# PUBLIC_URL: after a new PORT or HOST they are made again, so no QR code leads nowhere.
+	SWAGSTORE_PUBLIC_URL=$(DEV_URL) $(FLASK) sync-stripe
 	@# The sandbox's staff password: made once, kept in the git-ignored instance folder.
 	@test -s instance/admin_password || (umask 077 && $(BIN)/python -c \
 		"import secrets; print(secrets.token_urlsafe(12))" > instance/admin_password)
 	@echo
 	@if [ -n "$$SWAGSTORE_ADMIN_PASSWORD" ]; then \
-		echo "  Admin:       http://$(HOST):$(PORT)/admin  (your SWAGSTORE_ADMIN_PASSWORD)"; \
+		echo "  Admin:       $(DEV_URL)/admin  (your SWAGSTORE_ADMIN_PASSWORD)"; \
 	else \
-		echo "  Admin:       http://$(HOST):$(PORT)/admin  password: $$(cat instance/admin_password)"; \
+		echo "  Admin:       $(DEV_URL)/admin  password: $$(cat instance/admin_password)"; \
 	fi
-	@echo "  Kiosk:       http://$(HOST):$(PORT)/"
-	@echo "  Stock (API): http://$(HOST):$(PORT)/api/stock"
-	@echo "  Health:      http://$(HOST):$(PORT)/healthz"
+	@echo "  Kiosk:       $(DEV_URL)/"
+	@echo "  Stock (API): $(DEV_URL)/api/stock"
+	@echo "  Health:      $(DEV_URL)/healthz"
 	@echo
 	@# Web and worker from Procfile.dev (honcho); Ctrl-C stops both.
 	SWAGSTORE_ADMIN_PASSWORD="$${SWAGSTORE_ADMIN_PASSWORD:-$$(cat instance/admin_password)}" \
-		HOST=$(HOST) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev -p $(PORT)
+		SWAGSTORE_PUBLIC_URL=$(DEV_URL) HOST=$(HOST) PATH="$(CURDIR)/$(BIN):$$PATH" \
+		$(BIN)/honcho start -f Procfile.dev -p $(PORT)
 
 test: $(VENV)/.installed-test
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -66,8 +75,15 @@ format: $(VENV)/.installed-lint
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The booth: gunicorn and the worker from the Procfile (honcho); Ctrl-C stops both.
+# The booth: gunicorn and the worker from the Procfile (honcho); Ctrl-C stops both. With no
+# Stripe key the store would be its offline sandbox, a shop that takes no money: make run
+# refuses, unless SANDBOX=1 asks for exactly that (a rehearsal).
 run: $(VENV)/.installed
+	@if [ "$(SANDBOX)" != 1 ] && ! $(FLASK) check --only key 2>/dev/null; then \
+		echo "make run: refusing to open a booth that takes no money." \
+			"'make run SANDBOX=1' runs the offline sandbox anyway." >&2; \
+		exit 1; \
+	fi
 	$(FLASK) init-db
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 

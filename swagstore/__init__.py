@@ -64,6 +64,11 @@ DEFAULTS: dict[str, Any] = {
     "WTF_CSRF_TIME_LIMIT": None,
 }
 
+SANDBOX_WARNING = (
+    "SANDBOX MODE: no STRIPE_SECRET_KEY is set, so this store takes no real payments "
+    "(its offline sandbox stands in for Stripe). To sell for real, set "
+    "SWAGSTORE_STRIPE_SECRET_KEY (README: Running the booth)."
+)
 # A request by one of these only reads: its transaction never takes the write lock.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PURCHASE_MODES = ("payment_link", "reserved_checkout", "payment_intent")
@@ -129,6 +134,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         from . import sandbox
 
         sandbox.init_app(app)
+        # Every process says so as it starts (web workers, the worker, each command): a
+        # booth that forgot its key must not pass for one taking money.
+        app.logger.warning(SANDBOX_WARNING)
     return app
 
 

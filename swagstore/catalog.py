@@ -1,6 +1,7 @@
 """The catalog file: reading and checking the TOML, and loading it into the database.
 
-`read`/`parse` report every problem of a file at once and change nothing; `load` upserts
+`read`/`parse` report every problem of a file at once and change nothing (a price Stripe
+would refuse to charge is one: `amounts.py`; a free item is a staff giveaway); `load` upserts
 products and stock in the caller's transaction, so a bad file leaves the database as it
 was. Stock only changes through `inventory`, so every unit loaded is in the stock log.
 What is on sale is `offer.py`; making it exist on Stripe is `stripe_sync.py`.
@@ -12,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import inventory
+from . import amounts, inventory
 from .models import Product, Stock, Store, db
 
 # Stripe's presentment currencies, lower-case as Stripe writes them.
@@ -123,13 +124,20 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
     price = entry.get("price")
     if price is None:
         bad("price", "missing; give the price in minor units (cents), e.g. 2500")
-    elif not isinstance(price, int) or isinstance(price, bool) or price < 0:
-        bad("price", f"must be a whole number of minor units (cents) >= 0, not {price!r}")
+    elif not _whole(price) or price < 0:
+        bad("price", f"must be a whole number of minor units (cents) > 0, not {price!r}")
+    elif price == 0:
+        bad("price", "0: a free item is a giveaway, which staff record on /admin, not a price")
     currency = entry.get("currency")
     if not isinstance(currency, str) or not currency:
         bad("currency", "missing; give an ISO code such as 'usd' or 'eur'")
     elif currency.lower() not in CURRENCIES:
         bad("currency", f"unknown currency {currency!r}")
+    elif _whole(price) and price > 0 and (why := amounts.refusal(price, currency)):
+        # Stripe would refuse the charge, so the link or checkout would fail on the phone.
+        floor = amounts.minimum(currency)
+        least = f"; the least is {floor} (minor units)" if floor and price < floor else ""
+        bad("price", f"{why}{least}")
     stock = entry.get("stock")
     if stock is None:
         bad("stock", "missing; give the number of units brought to the booth")
@@ -162,6 +170,10 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
         attributes={k: str(v) for k, v in attributes.items()},
         group=group,
     )
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

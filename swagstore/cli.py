@@ -18,6 +18,7 @@ from . import (
     events,
     money,
     payments,
+    preflight,
     sales,
     schema,
     stripe_sync,
@@ -220,22 +221,18 @@ def sync_stripe_command() -> None:
     """Create or find the Stripe product, price and payment link of every item."""
     config = current_app.config
     where = "the sandbox" if config["SANDBOX"] else "Stripe"
-    try:
-        results = stripe_sync.sync_stripe(
-            config["STORE_ID"],
-            config["LINK_CAPTURE"],
-            payments.gateway(),
-            echo=click.echo,
-            public_url=config["PUBLIC_URL"],
-        )
-    except payments.PaymentsError as e:
-        db.session.rollback()
-        hint = "check STRIPE_SECRET_KEY" if e.status in (401, 403) else "run sync-stripe again"
-        # The SDK's network errors run to several lines; the last one says what happened.
-        reason = str(e).strip().splitlines()[-1]
-        raise click.ClickException(
-            f"{where} refused or failed ({reason}); items already synced are kept; {hint}."
-        ) from None
+    # The sandbox's pages are on this laptop: its links follow PUBLIC_URL (a new port, a
+    # LAN address). Stripe's own link URLs never change.
+    origin = config["PUBLIC_URL"] if config["SANDBOX"] and config["PUBLIC_URL"] else None
+    run = stripe_sync.sync_stripe(
+        config["STORE_ID"],
+        config["LINK_CAPTURE"],
+        payments.gateway(),
+        echo=click.echo,
+        public_url=config["PUBLIC_URL"],
+        link_origin=origin,
+    )
+    results = [r for r in run.results if r.failure is None]
     created = [thing for r in results for thing in r.created]
     click.echo(
         f"Synced {len(results)} items with {where}: {created.count('product')} products, "
@@ -245,6 +242,14 @@ def sync_stripe_command() -> None:
         f"{sum(1 for r in results if r.confirmation)} after-payment pages updated; "
         f"{sum(1 for r in results if not r.changed)} unchanged."
     )
+    if run.failed:
+        lines = [r.describe() for r in run.failed]
+        if run.not_tried:
+            lines.append(f"not tried: {', '.join(run.not_tried)} (after the failure above)")
+        raise click.ClickException(
+            f"{len(run.failed)} item(s) failed with {where}; items synced are kept:\n  "
+            + "\n  ".join(lines)
+        )
 
 
 @click.command("sandbox")
@@ -267,6 +272,34 @@ def sandbox_command(port: int, host: str, database: str | None, public_url: str 
     serve(create_standalone_app(path, public_url), host, port, echo=click.echo)
 
 
+@click.command("check")
+@with_appcontext
+@click.option(
+    "--expect",
+    type=click.Choice(["live", "test", "sandbox"]),
+    help="The key this booth should run with: live (booth day), test, or sandbox (none).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(preflight.CHECKS),
+    help="Run only this check (and what it needs); repeat for more.",
+)
+def check_command(expect: str | None, only: tuple[str, ...]) -> None:
+    """Check the booth before doors open: one line per check; exit 1 if any failed."""
+    setup = preflight.Setup.from_config(current_app.config, current_app.instance_path, expect)
+    report = preflight.run(setup, payments.gateway(), only or preflight.CHECKS)
+    for result in report.results:
+        click.echo(result.line())
+    if report.not_run:
+        click.echo(f"Not checked until the failures above are fixed: {', '.join(report.not_run)}.")
+    if report.failed:
+        names = ", ".join(r.name for r in report.failed)
+        click.echo(f"{len(report.failed)} of {len(report.results)} checks failed: {names}.")
+        raise SystemExit(1)
+    click.echo(f"All {len(report.results)} checks passed." if only == () else "Passed.")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands with the app."""
     for command in (
@@ -279,5 +312,6 @@ def init_app(app: Flask) -> None:
         reconcile_command,
         sync_stripe_command,
         sandbox_command,
+        check_command,
     ):
         app.cli.add_command(command)

@@ -3,9 +3,11 @@
 `open_checkout` (mode reserved_checkout) and `open_intent` (mode payment_intent) commit a
 hold first (`holds.start_hold`), then create its Checkout Session or PaymentIntent, then
 attach it: no transaction is open across any Stripe call, and a hold whose payment could
-not be opened is released at once. `end_on_stripe` (run by the task queue) expires or
-cancels an expiring hold's payment and releases the unit only once Stripe confirms that
-nothing can pay it any more. Keys derive from the hold, so a repeated call is a replay.
+not be opened is released at once (`PaymentUnavailable` when a retry may help,
+`PaymentRefused` when Stripe said no for good). `end_on_stripe` (run by the task queue)
+expires or cancels an expiring hold's payment and releases the unit only once Stripe
+confirms that nothing can pay it any more. Keys derive from the hold, so a repeated call
+is a replay.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ SESSION_MARGIN_SECONDS = 5 * 60
 
 
 class PaymentUnavailable(Exception):
-    """Stripe could not open a payment for a hold right now."""
+    """Stripe could not open a payment for a hold right now: a later try may work."""
+
+
+class PaymentRefused(Exception):
+    """Stripe refused to open a payment for good (a bad key, a price it will not charge)."""
+
+    def __init__(self, message: str, code: str | None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,8 @@ def open_checkout(
     if held.checkout_session_id is not None:
         try:
             url = gw.retrieve_checkout_session(held.checkout_session_id).url
+        except payments.Rejected as e:
+            raise PaymentRefused(str(e), e.code) from e
         except payments.PaymentsError as e:
             raise PaymentUnavailable(str(e)) from e
         return Checkout(held.id, url or "")
@@ -106,7 +118,7 @@ def open_checkout(
         session = gw.create_checkout_session(params, _key(held, "session"))  # type: ignore[arg-type]
     except payments.PaymentsError as e:
         _give_up(held)
-        raise PaymentUnavailable(str(e)) from e
+        raise _unavailable(e) from e
     if not attach(held.id, session_id=session.id):
         raise PaymentUnavailable("the hold ended before its checkout opened")
     return Checkout(held.id, session.url or "")
@@ -133,7 +145,7 @@ def open_intent(sku: str, store: str, token: str | None, *, hold_seconds: int) -
             intent = gw.create_payment_intent(params, _key(held, "intent"))  # type: ignore[arg-type]
     except payments.PaymentsError as e:
         _give_up(held)
-        raise PaymentUnavailable(str(e)) from e
+        raise _unavailable(e) from e
     if held.payment_intent_id is None and not attach(held.id, intent_id=intent.id):
         raise PaymentUnavailable("the hold ended before its payment opened")
     return Intent(
@@ -184,6 +196,13 @@ def end_on_stripe(hold_id: int, key: str) -> str:
     release(hold_id, ref="expired", session_id=session_id, intent_id=intent_id)
     db.session.commit()
     return "released"
+
+
+def _unavailable(error: payments.PaymentsError) -> PaymentUnavailable | PaymentRefused:
+    """Tell a refusal for good from a passing fault: only the second is worth a retry."""
+    if isinstance(error, payments.Rejected):
+        return PaymentRefused(str(error), error.code)
+    return PaymentUnavailable(str(error))
 
 
 def _give_up(held: Held) -> None:

@@ -20,7 +20,9 @@ read (commit, rollback, or leave the `models.read_only()` block) before the call
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -40,6 +42,7 @@ from stripe.params import (
     PriceRetrieveParams,
     ProductCreateParams,
     RefundCreateParams,
+    WebhookEndpointListParams,
 )
 from stripe.params.checkout import (
     SessionCreateParams,
@@ -84,6 +87,17 @@ class TransactionOpen(RuntimeError):
 
 class BadSignature(Exception):
     """A webhook's Stripe-Signature header is missing, forged or stale."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How Stripe answered one request made only to see the answer (the preflight's)."""
+
+    status: int | None  # None: no answer at all (network, DNS, refused connection)
+    code: str | None
+    message: str
+    date: str | None  # Stripe's Date header, for the clock check
+    seconds: float  # how long the answer took
 
 
 class Gateway:
@@ -232,6 +246,35 @@ class Gateway:
     def list_events(self, params: EventListParams) -> list[stripe.Event]:
         """List one page of events, newest first, as Stripe returns them."""
         return self._call(self.client.v1.events.list, params).data
+
+    def list_webhook_endpoints(self) -> list[stripe.WebhookEndpoint]:
+        """List the account's webhook endpoints, following pages to the end."""
+        page = self._call(
+            self.client.v1.webhook_endpoints.list, WebhookEndpointListParams(limit=100)
+        )
+        return list(page.auto_paging_iter())
+
+    # Preflight ---------------------------------------------------------------------------
+
+    def probe(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Probe:
+        """Send one request and report Stripe's answer, whatever it is; never raise for it.
+
+        The preflight asks with ids that exist nowhere, so Stripe's answer tells whether
+        the key may make the call (403 names the permission it lacks) without changing
+        anything on the account.
+        """
+        if self.in_transaction is not None and self.in_transaction():
+            raise TransactionOpen(f"Stripe probe {method} {path} made inside a transaction")
+        start = time.monotonic()
+        try:
+            response = self.client.raw_request(method, path, **dict(params or {}))
+        except stripe.APIConnectionError as e:
+            return Probe(None, None, _message(e), None, time.monotonic() - start)
+        except stripe.StripeError as e:
+            date = e.headers.get("Date") if e.headers else None
+            return Probe(e.http_status, e.code, _message(e), date, time.monotonic() - start)
+        date = response.headers.get("Date")
+        return Probe(response.code, None, "", date, time.monotonic() - start)
 
     def construct_event(self, payload: bytes, signature: str | None) -> stripe.Event:
         """Verify a webhook's signature (300 s tolerance) and parse its event."""

@@ -4,7 +4,9 @@
 item at a time. It never calls Stripe inside a database transaction: each read ends
 before the call, and each id Stripe returns is committed at once. Every create carries
 an idempotency key derived from what it creates, and every link switch one keyed by the
-stock log position, so a crash mid-sync followed by a rerun creates nothing twice.
+stock log position, so a crash mid-sync followed by a rerun creates nothing twice. A
+failed call is reported with its item, the call, and whether a rerun can help; an item
+Stripe refuses does not stop the others, an unreachable Stripe or a refused key does.
 
 Every link carries Stripe's own guard, `restrictions.completed_sessions.limit`, kept at the
 sessions Stripe has counted plus the units available (`align_link`): with the booth offline,
@@ -24,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from . import payments
 from .models import PaymentLink, Product, Sale, Stock, db, idempotency_key, utcnow
 from .offer import last_event_id
 
@@ -64,6 +67,82 @@ def _confirmation_of(link: Any) -> dict[str, Any]:
     return {"type": after.type, "hosted_confirmation": {"custom_message": message}}
 
 
+# Each gateway call sync makes, as a failure names it.
+CALLS = {
+    "create_product": "create its product (POST /v1/products)",
+    "create_price": "create its price (POST /v1/prices)",
+    "retrieve_price": "read its price (GET /v1/prices/…)",
+    "create_payment_link": "create its payment link (POST /v1/payment_links)",
+    "retrieve_payment_link": "read its payment link (GET /v1/payment_links/…)",
+    "set_payment_link_active": "switch its payment link (POST /v1/payment_links/…)",
+    "update_payment_link": "update its after-payment page (POST /v1/payment_links/…)",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A Stripe call that failed for one item: which, why, and what to do about it."""
+
+    call: str
+    reason: str
+    rerun_helps: bool
+    # True when the items after this one would fail the same way (no Stripe, or no key).
+    stops: bool
+    fix: str
+
+    @classmethod
+    def of(cls, method: str, error: payments.PaymentsError) -> Failure:
+        """Describe a failed gateway call."""
+        call = CALLS.get(method, method.replace("_", " "))
+        # The SDK's network errors run to several lines; the last one says what happened.
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        reason = lines[-1].rstrip(".")
+        if error.code:
+            reason += f" ({error.code})"
+        if isinstance(error, payments.Transient):
+            fix = "run sync-stripe again once Stripe answers: it picks up where this one stopped"
+            return cls(call, reason, rerun_helps=True, stops=True, fix=fix)
+        if error.status in (401, 403):
+            fix = (
+                "fix STRIPE_SECRET_KEY (a restricted key needs the permissions listed in the "
+                "README; `flask --app swagstore check` names any it lacks), then run it again"
+            )
+            return cls(call, reason, rerun_helps=False, stops=True, fix=fix)
+        if error.status == 404:
+            fix = (
+                "its Stripe object is not on this account (was the database synced with "
+                "another key?): use that key, or a fresh database"
+            )
+        else:
+            fix = "fix the item in the catalog and load-catalog, then run sync-stripe again"
+        return cls(call, reason, rerun_helps=False, stops=False, fix=fix)
+
+
+class _CallFailed(Exception):
+    def __init__(self, method: str, error: payments.PaymentsError) -> None:
+        super().__init__(method)
+        self.method = method
+        self.error = error
+
+
+class _Named:
+    """The gateway, with each failed call raised under its method's name."""
+
+    def __init__(self, gateway: Any) -> None:
+        self._gateway = gateway
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._gateway, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except payments.PaymentsError as e:
+                raise _CallFailed(name, e) from e
+
+        return call
+
+
 @dataclass
 class SyncResult:
     """What sync_item did for one item, for the one line sync-stripe prints."""
@@ -75,6 +154,7 @@ class SyncResult:
     switched: str | None = None  # "on" | "off" when an existing link was flipped
     retired: str | None = None  # the replaced link, switched off
     confirmation: bool = False  # the existing link's after-payment page was changed
+    failure: Failure | None = None
 
     @property
     def changed(self) -> bool:
@@ -82,7 +162,11 @@ class SyncResult:
         return bool(self.created or self.switched or self.retired or self.confirmation)
 
     def describe(self) -> str:
-        """Return one line saying what changed."""
+        """Return one line saying what changed, or what failed."""
+        if self.failure is not None:
+            f = self.failure
+            rerun = "a rerun can help" if f.rerun_helps else "a rerun will not help"
+            return f"{self.sku}: FAILED to {f.call}: {f.reason}; {rerun}: {f.fix}"
         state = "active" if self.active else "inactive: sold out"
         done = []
         if self.created:
@@ -188,6 +272,19 @@ def save_link_state(link_id: str, state: LinkState, capture: str | None = None) 
     db.session.commit()
 
 
+@dataclass
+class SyncRun:
+    """What sync_stripe did: one result per item tried, and the items it never reached."""
+
+    results: list[SyncResult]
+    not_tried: list[str]
+
+    @property
+    def failed(self) -> list[SyncResult]:
+        """Return the items whose sync failed."""
+        return [r for r in self.results if r.failure is not None]
+
+
 def sync_stripe(
     store: str,
     capture: str,
@@ -195,10 +292,13 @@ def sync_stripe(
     echo: Callable[[str], Any] = print,
     *,
     public_url: str | None = None,
-) -> list[SyncResult]:
+    link_origin: str | None = None,
+) -> SyncRun:
     """Create or find the Stripe product, price and payment link of every item of a store.
 
     `public_url` is the PUBLIC_URL phones reach, if any: links then send buyers there.
+    `link_origin` (the sandbox's PUBLIC_URL) is where phones reach the payment pages: a
+    link whose URL points elsewhere (an old port, another address) is replaced.
     """
     skus = db.session.scalars(
         select(Product.sku)
@@ -207,15 +307,32 @@ def sync_stripe(
         .order_by(Product.position, Product.sku)
     ).all()
     db.session.commit()
-    results = []
-    for sku in skus:
-        results.append(sync_item(sku, store, capture, gateway, public_url=public_url))
-        echo(results[-1].describe())
-    return results
+    run = SyncRun([], [])
+    named = _Named(gateway)
+    for n, sku in enumerate(skus):
+        try:
+            result = sync_item(
+                sku, store, capture, named, public_url=public_url, link_origin=link_origin
+            )
+        except _CallFailed as e:
+            db.session.rollback()
+            result = SyncResult(sku, failure=Failure.of(e.method, e.error))
+        run.results.append(result)
+        echo(result.describe())
+        if result.failure is not None and result.failure.stops:
+            run.not_tried = list(skus[n + 1 :])
+            break
+    return run
 
 
 def sync_item(
-    sku: str, store: str, capture: str, gateway: Any, *, public_url: str | None = None
+    sku: str,
+    store: str,
+    capture: str,
+    gateway: Any,
+    *,
+    public_url: str | None = None,
+    link_origin: str | None = None,
 ) -> SyncResult:
     """Bring one item's Stripe product, price and link in line with the database.
 
@@ -253,9 +370,8 @@ def sync_item(
         _save_product_ids(sku, product_id, price_id)
         result.created.append("price")
 
-    _sync_link(
-        sku, store, capture, price_id, gateway, result, after_completion(capture, public_url)
-    )
+    confirmation = after_completion(capture, public_url)
+    _sync_link(sku, store, capture, price_id, gateway, result, confirmation, link_origin)
     return result
 
 
@@ -267,6 +383,7 @@ def _sync_link(
     gateway: Any,
     result: SyncResult,
     confirmation: dict[str, Any],
+    link_origin: str | None = None,
 ) -> None:
     stock = db.session.get(Stock, (sku, store))
     # Off sale: the link sells nothing, whatever is on the shelf.
@@ -280,7 +397,7 @@ def _sync_link(
         link = gateway.retrieve_payment_link(old_id)
         intent_data = link.payment_intent_data
         link_capture = (intent_data.capture_method if intent_data else None) or "automatic"
-        if old_price == price_id and link_capture == capture:
+        if old_price == price_id and link_capture == capture and _at(link.url, link_origin):
             recorded = recorded_sessions(old_id)
             db.session.commit()
             key = idempotency_key(store, "link", old_id, version)
@@ -297,7 +414,7 @@ def _sync_link(
             # A link made before its capture method was recorded gets it from Stripe now.
             save_link_state(old_id, state, link_capture)
             return
-        # A new price or capture method needs a new link; the old one stops selling first.
+        # A new price, capture method or address needs a new link; the old one stops first.
         if link.active:
             _switch(gateway, store, old_id, False, version)
         result.retired = old_id
@@ -317,7 +434,9 @@ def _sync_link(
         "inactive_message": SOLD_OUT_MESSAGE,
         "after_completion": confirmation,
     }
-    link = gateway.create_payment_link(params, _key(store, "link", sku, params))
+    # The address is part of the key: a link for another address is another link.
+    keyed = params if link_origin is None else {**params, "origin": link_origin}
+    link = gateway.create_payment_link(params, _key(store, "link", sku, keyed))
     # align_link reads the link as it is now (a replayed create answers it as it was then).
     key = idempotency_key(store, "link", link.id, version)
     state = align_link(gateway, link.id, available, key)
@@ -342,6 +461,11 @@ def _sync_link(
         )
     )
     db.session.commit()
+
+
+def _at(url: str | None, origin: str | None) -> bool:
+    """Tell whether a link's URL is under the origin phones reach (any, when None)."""
+    return origin is None or (url or "").startswith(origin.rstrip("/") + "/")
 
 
 def _current_link(sku: str, store: str) -> PaymentLink | None:

@@ -97,6 +97,28 @@ BAD = [
     (GOOD.replace('sku = "mug"\n', ""), "item 2: sku: missing"),
     (GOOD.replace("price = 1800", "price = 18.5"), "item 2 (mug): price: must be a whole"),
     (GOOD.replace('name = "Mug"', 'name = "Mug"\ncolour = "red"'), "colour: unknown field"),
+    # Stripe refuses a charge under its minimum: the item and the minimum are named.
+    (
+        GOOD.replace("price = 2500", "price = 30"),
+        "item 1 (tee-m): price: $0.30 is under Stripe's minimum charge of $0.50; "
+        "the least is 50 (minor units)",
+    ),
+    (
+        GOOD.replace("price = 1800", "price = 49"),
+        "item 2 (mug): price: €0.49 is under Stripe's minimum charge of €0.50",
+    ),
+    (
+        GOOD.replace('"EUR"', '"jpy"').replace("price = 1800", "price = 30"),
+        "item 2 (mug): price: ¥30 is under Stripe's minimum charge of ¥50",
+    ),
+    (
+        GOOD.replace("price = 1800", "price = 100000000"),
+        "item 2 (mug): price: €1,000,000.00 is over Stripe's maximum charge",
+    ),
+    (
+        GOOD.replace("price = 1800", "price = 0"),
+        "item 2 (mug): price: 0: a free item is a giveaway",
+    ),
     ("[[item]\nsku=", "not valid TOML"),
     ("title = 'nothing'", "the catalog has no [[item]] entries"),
 ]
@@ -121,6 +143,16 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(catalog.CatalogError) as e:
         catalog.parse(__import__("tomllib").loads(text))
     assert len(e.value.problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("price", "currency"), [(50, "usd"), (30, "gbp"), (50, "jpy"), (17500, "huf"), (1, "isk")]
+)
+def test_a_price_at_stripes_minimum_is_accepted(price, currency):
+    # ISK has no published minimum (Stripe converts it): accepted, and `check` says so.
+    text = GOOD.replace("price = 1800", f"price = {price}").replace('"EUR"', f'"{currency}"')
+    items = catalog.parse(__import__("tomllib").loads(text))
+    assert (items[1].price, items[1].currency) == (price, currency)
 
 
 def test_missing_file_is_a_clear_error(runner, tmp_path):

@@ -11,9 +11,12 @@ import signal
 import subprocess
 import time
 
+import pytest
 import requests
 
 from conftest import ROOT, cmdline, csrf_from, descendants, free_port
+from swagstore.lan import lan_address
+from swagstore.lan import public_url as lan_public_url
 
 
 def fresh_clone(dest) -> None:
@@ -111,6 +114,91 @@ def test_make_dev_from_a_fresh_clone_serves_the_demo_store(tmp_path):
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
         proc.stdout.close()
+
+    # The next `make dev` on another port re-points the sandbox's links: the QR codes lead
+    # to the new port, not to the old one where nothing listens any more.
+    moved = free_port()
+    proc = subprocess.Popen(
+        ["make", "dev", f"PORT={moved}"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "make dev exited:\n" + "".join(output)
+            output.append(line)
+            if "Kiosk:" in line:
+                assert f"http://127.0.0.1:{moved}/" in line
+                break
+        assert "10 links created" in "".join(output) and "10 retired" in "".join(output)
+        body = wait_for_stock(moved)
+        for item in body["items"]:
+            assert item["buy_url"].startswith(f"http://127.0.0.1:{moved}/sandbox/pay/plink_")
+        tee = next(i for i in body["items"] if i["sku"] == "tee-m")
+        checkout = requests.get(tee["buy_url"], timeout=30)
+        assert checkout.status_code == 200, checkout.text
+        assert checkout.url.startswith(f"http://127.0.0.1:{moved}/sandbox/checkout/cs_test_")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        proc.stdout.close()
+
+
+def wait_for_stock(port: int) -> dict:
+    """Return /api/stock once the server answers."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/api/stock", timeout=5).json()
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "make dev never answered"
+            time.sleep(0.2)
+
+
+def test_make_dev_on_every_interface_puts_the_lan_address_in_public_url():
+    """`make dev HOST=0.0.0.0`: the QR codes carry the laptop's LAN address, for phones.
+
+    Dry run (-n): the test listens on no interface but loopback. The recipe's commands
+    show the address the sync and the server get.
+    """
+    lan = lan_address()
+    if lan is None:
+        pytest.skip("this machine has no network address besides loopback")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWAGSTORE_")}
+    plan = subprocess.run(
+        ["make", "-n", "dev", "HOST=0.0.0.0", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    url = f"http://{lan}:{port}"
+    assert f"SWAGSTORE_PUBLIC_URL={url} .venv/bin/flask --app swagstore sync-stripe" in plan
+    assert f"SWAGSTORE_PUBLIC_URL={url} HOST=0.0.0.0" in plan
+    assert f"Kiosk:       {url}/" in plan
+    # Any other host is its own address; an exported PUBLIC_URL wins.
+    assert lan_public_url("127.0.0.1", port) == f"http://127.0.0.1:{port}"
+    assert lan_public_url("0.0.0.0", port) == url == lan_public_url("::", port)
+    mine = subprocess.run(
+        ["make", "-n", "dev", "HOST=0.0.0.0"],
+        cwd=ROOT,
+        env={**env, "SWAGSTORE_PUBLIC_URL": "http://booth.example:8080"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "SWAGSTORE_PUBLIC_URL=http://booth.example:8080 .venv/bin/flask" in mine
 
 
 def wait_for_worker(port: int) -> dict:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from conftest import both_databases
-from swagstore import create_app
+from conftest import ROOT, both_databases, free_port
+from swagstore import SANDBOX_WARNING, create_app
 from swagstore.models import db
 
 
@@ -136,6 +139,91 @@ def test_sandbox_tables_live_in_their_own_file(app, app_config, database_url):
     with sqlite3.connect(sandbox_file) as conn:
         stored = conn.execute("SELECT id FROM sandbox_object WHERE type = 'product'").fetchall()
     assert stored == [(made.json["id"],)]
+
+
+def test_without_a_key_the_app_says_at_start_that_it_is_a_sandbox(app_config, caplog):
+    with caplog.at_level(logging.WARNING):
+        create_app(app_config)
+    assert [r.getMessage() for r in caplog.records] == [SANDBOX_WARNING]
+    assert SANDBOX_WARNING.startswith("SANDBOX MODE: no STRIPE_SECRET_KEY is set")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        create_app({**app_config, "STRIPE_SECRET_KEY": "sk_test_live"})
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("command", ["gunicorn", "flask"])
+def test_a_process_without_a_key_says_so_on_its_error_stream(server_env, command):
+    env = {**os.environ, **server_env}
+    if command == "flask":
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "swagstore", "init-db"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert SANDBOX_WARNING in done.stderr
+        live = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "swagstore", "init-db"],
+            cwd=ROOT,
+            env={**env, "SWAGSTORE_STRIPE_SECRET_KEY": "sk_test_live"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert live.returncode == 0 and "SANDBOX" not in live.stderr
+        return
+    # The booth's web server: gunicorn's workers build the app as they boot.
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, "gunicorn exited:\n" + "".join(lines)
+            lines.append(line)
+            if SANDBOX_WARNING in line:
+                break
+        assert any(SANDBOX_WARNING in line for line in lines), "".join(lines)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+
+
+def test_with_a_key_nothing_of_the_sandbox_is_mounted(app_config):
+    live = create_app({**app_config, "STRIPE_SECRET_KEY": "sk_test_live"})
+    assert not [r.rule for r in live.url_map.iter_rules() if r.rule.startswith("/sandbox")]
+    assert not [name for name in live.blueprints if name.startswith("sandbox")]
+    client = live.test_client()
+    auth = {"Authorization": "Bearer sk_test_live"}
+    for path in ("/sandbox/v1/products", "/sandbox/pay/plink_1", "/sandbox/_control/ledger"):
+        assert client.get(path, headers=auth).status_code == 404, path
+    assert client.post("/sandbox/checkout/cs_1/pay").status_code == 404
+    with live.app_context():
+        db.engine.dispose()
 
 
 def test_the_sandbox_file_defaults_to_the_instance_folder(app_config):

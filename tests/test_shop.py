@@ -130,6 +130,51 @@ def test_stripe_unreachable_releases_the_hold_at_once(app, shop_app):
     assert holds_of(app) == [("tee-m", "released"), ("tee-m", "released")]
 
 
+def test_a_refusal_for_good_says_so_and_never_asks_to_retry(app, shop_app, sandbox):
+    make_product(app, stock=1)
+    # A key the account does not know: Stripe answers 401, and no retry can change that.
+    refused = {
+        "STRIPE_SECRET_KEY": "rk_test_not_this_accounts",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_x",
+        "STRIPE_API_BASE": sandbox.api_base,
+    }
+    html = {"Accept": "text/html"}
+    for mode, path in (("payment_intent", "pay"), ("reserved_checkout", "buy")):
+        page = shop_app(mode, **refused).test_client().get(f"/{path}/tee-m", headers=html)
+        assert page.status_code == 502
+        text = page.get_data(as_text=True)
+        assert "This item cannot be paid for here" in text
+        assert "Trying again will not help" in text and "try again" not in text
+        assert "rk_test" not in text and "Retry-After" not in page.headers
+    response = (
+        shop_app("payment_intent", **refused)
+        .test_client()
+        .post("/api/intents", json={"sku": "tee-m"})
+    )
+    assert response.status_code == 502
+    assert "Retry-After" not in response.headers
+    body = response.get_json()
+    assert body["error"] == "payment_refused"
+    assert "retrying will not help" in body["message"]
+    assert "rk_test" not in str(body)
+    # Nothing is kept: every hold made on the way was released at once.
+    assert stock_of(app) == (1, 0)
+    assert holds_of(app) == [("tee-m", "released")] * 3
+
+
+def test_a_price_stripe_will_not_charge_is_refused_for_good(app, shop_app):
+    # Loaded around load-catalog (which refuses it); the sandbox refuses it as Stripe does.
+    make_product(app, "button", stock=3, price=30)
+    client = shop_app("payment_intent").test_client()
+    response = client.post("/api/intents", json={"sku": "button"})
+    assert response.status_code == 502
+    body = response.get_json()
+    assert (body["error"], body["code"]) == ("payment_refused", "amount_too_small")
+    page = client.get("/pay/button", headers={"Accept": "text/html"})
+    assert page.status_code == 502 and "Trying again will not help" in page.text
+    assert stock_of(app, "button") == (3, 0)
+
+
 def test_payment_intent_mode_live_needs_a_publishable_key(app_config):
     live = {**app_config, "PURCHASE_MODE": "payment_intent", "STRIPE_SECRET_KEY": "sk_test_x"}
     with pytest.raises(ValueError, match="STRIPE_PUBLISHABLE_KEY"):

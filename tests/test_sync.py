@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import select
 
 from conftest import make_product
-from swagstore import inventory, payments, stripe_sync, tasks
+from swagstore import create_app, inventory, payments, stripe_sync, tasks
 from swagstore.models import PaymentLink, Product, Task, db, read_only
 
 STORE = "booth"
@@ -121,7 +121,13 @@ def test_a_sync_cut_short_is_finished_by_a_rerun_without_duplicates(app, runner,
     broken = runner.invoke(args=["sync-stripe"])
     assert broken.exit_code == 1
     assert "Traceback" not in broken.output
-    assert "run sync-stripe again" in broken.output
+    # The item, the call, and that a rerun helps; the item after it was never tried.
+    assert (
+        "hoodie: FAILED to create its payment link (POST /v1/payment_links): "
+        "Sandbox fault: internal error; a rerun can help: run sync-stripe again once Stripe "
+        "answers" in broken.output
+    )
+    assert "not tried: tee-m" in broken.output
     again = runner.invoke(args=["sync-stripe"])
     assert again.exit_code == 0, again.output
     assert sandbox_counts(sandbox) == {"products": 2, "prices": 2, "payment_links": 2}
@@ -130,12 +136,34 @@ def test_a_sync_cut_short_is_finished_by_a_rerun_without_duplicates(app, runner,
 def test_a_bad_key_stops_with_a_clear_message(app, runner, sandbox):
     make_product(app, "tee-m")
     app.config["STRIPE_SECRET_KEY"] = "sk_live_wrong"
+    make_product(app, "zip")
     result = runner.invoke(args=["sync-stripe"])
     assert result.exit_code == 1
-    assert "check STRIPE_SECRET_KEY" in result.output
-    assert "Invalid API Key" in result.output
+    assert "tee-m: FAILED to create its product (POST /v1/products): Invalid API Key" in (
+        result.output
+    )
+    assert "a rerun will not help: fix STRIPE_SECRET_KEY" in result.output
+    assert "not tried: zip" in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_item_stripe_refuses_is_named_and_the_others_still_sync(app, runner, sandbox):
+    make_product(app, "tee-m")
+    make_product(app, "zip", price=5500)
+    with app.app_context():
+        # Synced once against another account: this one has no such price.
+        db.session.get(Product, "tee-m").stripe_price_id = "price_elsewhere"
+        db.session.commit()
+    result = runner.invoke(args=["sync-stripe"])
+    assert result.exit_code == 1
+    assert "tee-m: FAILED to read its price (GET /v1/prices/…)" in result.output
+    assert "price_elsewhere" in result.output
+    assert "a rerun will not help: its Stripe object is not on this account" in result.output
+    assert "zip: created product, price, link" in result.output
+    assert "not tried" not in result.output and "Traceback" not in result.output
+    with app.app_context():
+        assert current_link("zip").active
 
 
 def test_a_stock_change_during_the_link_call_still_leaves_the_link_matching_stock(
@@ -179,3 +207,56 @@ def test_a_stock_change_during_the_link_call_still_leaves_the_link_matching_stoc
         db.session.rollback()
         assert current_link("tee-m").active is True
         assert payments.gateway().retrieve_payment_link(link_id).active is True
+
+
+def test_sandbox_links_follow_public_url_to_a_new_port(app, app_config):
+    """`make dev PORT=…` or a LAN address: the next sync re-points the sandbox's links."""
+    make_product(app, "tee-m", stock=2)
+    made = []
+
+    def at(port: int):
+        made.append(create_app({**app_config, "PUBLIC_URL": f"http://127.0.0.1:{port}"}))
+        return made[-1]
+
+    try:
+        old_port, new_port = at(5001), at(5002)
+        assert old_port.test_cli_runner().invoke(args=["sync-stripe"]).exit_code == 0
+        with old_port.app_context():
+            old = current_link("tee-m")
+        assert old.url.startswith("http://127.0.0.1:5001/sandbox/pay/plink_")
+        same = old_port.test_cli_runner().invoke(args=["sync-stripe"])
+        assert "1 unchanged" in same.output, same.output
+
+        moved = new_port.test_cli_runner().invoke(args=["sync-stripe"])
+        assert moved.exit_code == 0, moved.output
+        assert f"created link; old link {old.id} switched off" in moved.output
+        with new_port.app_context():
+            new = current_link("tee-m")
+            assert payments.gateway().retrieve_payment_link(old.id).active is False
+        assert new.url.startswith("http://127.0.0.1:5002/sandbox/pay/plink_")
+        # The kiosk's code leads to the new address, and that link opens a checkout there.
+        client = new_port.test_client()
+        (item,) = client.get("/api/stock").get_json()["items"]
+        assert item["buy_url"] == new.url
+        opened = client.get(new.url.removeprefix("http://127.0.0.1:5002"))
+        assert opened.status_code in (302, 303)
+        assert opened.headers["Location"].startswith("http://127.0.0.1:5002/sandbox/checkout/")
+        # A check run for yet another address says the links point elsewhere.
+        result = at(5003).test_cli_runner().invoke(args=["check", "--expect", "sandbox"])
+        assert "tee-m: its link points at http://127.0.0.1:5002, not PUBLIC_URL" in result.output
+    finally:
+        for other in made:
+            with other.app_context():
+                db.engine.dispose()
+
+
+def test_a_price_stripe_will_not_charge_is_named_with_what_to_fix(app, runner, sandbox):
+    # Loaded around load-catalog (which refuses it): a database from before that rule.
+    make_product(app, "button", price=30)
+    make_product(app, "tee-m")
+    result = runner.invoke(args=["sync-stripe"])
+    assert result.exit_code == 1
+    (failed,) = [row for row in result.output.splitlines() if row.startswith("button: FAILED")]
+    assert "(amount_too_small); a rerun will not help: fix the item in the catalog" in failed
+    assert "POST /v1/" in failed
+    assert "tee-m: created product, price, link" in result.output

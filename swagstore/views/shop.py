@@ -105,6 +105,17 @@ def payment_unavailable(error: hold_checkout.PaymentUnavailable) -> Any:
     return render_template("shop/problem.html", title="Payments are down", status=503), 503
 
 
+@bp.errorhandler(hold_checkout.PaymentRefused)
+def payment_refused(error: hold_checkout.PaymentRefused) -> Any:
+    # Stripe's reason is for staff (it may quote the key's prefix); the visitor learns that
+    # trying again will not help. 502: the store is fine, what is behind it said no.
+    current_app.logger.error("Stripe refused a payment (%s): %s", error.code, error)
+    if wants_json():
+        message = "Stripe refused to open this payment; retrying will not help. Ask at the booth."
+        return {"error": "payment_refused", "code": error.code, "message": message}, 502
+    return render_template("shop/refused.html"), 502
+
+
 def _mode(mode: str) -> Any:
     """Answer 404 unless the store sells in this purchase mode; return the config."""
     if current_app.config["PURCHASE_MODE"] != mode:
