@@ -224,6 +224,24 @@ def test_a_link_on_at_zero_stock_fails_until_it_is_switched(booth):
     assert "2 links on, 1 off" in line(fixed.output, "links")
 
 
+def test_a_link_whose_limit_disagrees_with_stock_fails_until_realigned(booth):
+    stock_up(booth)
+    with booth.app_context():
+        # A cash sale whose link task has not run: Stripe would still let 5 phones pay.
+        assert inventory.take("pin", STORE, 1, ref="a cash sale") is not None
+        db.session.commit()
+    result = check(booth)
+    assert result.exit_code == 1
+    assert line(result.output, "links").startswith(
+        "FAIL  links           pin: link's limit lets 5 more sell (0 of 5 completed), "
+        "4 available. Fix: "
+    )
+    assert booth.test_cli_runner().invoke(args=["sync-stripe"]).exit_code == 0
+    fixed = check(booth)
+    assert fixed.exit_code == 0, fixed.output
+    assert "3 links on, 0 off" in line(fixed.output, "links")
+
+
 # What the sandbox cannot do (a restricted key's 403, a skewed clock): a Stripe double ---------
 
 

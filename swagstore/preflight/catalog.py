@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .. import amounts, money, payments
+from .. import amounts, money, payments, stripe_sync
 from ..models import PaymentLink, Product, Stock, db
 from .results import Result, Setup, fail, ok
 
@@ -60,9 +60,10 @@ class ItemOnStripe:
     sku: str
     price: int
     currency: str
-    available: int
+    available: int  # what the link may sell: none while off sale
     price_id: str | None
     link: PaymentLink | None
+    recorded: int = 0  # the link's completed sessions this store has recorded
     stripe_price: Any = None  # the Price on Stripe, or None
     stripe_link: Any = None  # the PaymentLink on Stripe, or None
     problem: str | None = None  # what Stripe said when asked
@@ -71,7 +72,7 @@ class ItemOnStripe:
 def items_on_stripe(store: str, gateway: payments.Gateway) -> list[ItemOnStripe]:
     """Read each item of a store and ask Stripe for its price and current link."""
     rows = db.session.execute(
-        select(Product, Stock.on_hand - Stock.reserved)
+        select(Product, Stock.on_hand - Stock.reserved, Stock.off_sale)
         .join(Stock, Stock.sku == Product.sku)
         .where(Stock.store == store)
         .order_by(Product.position, Product.sku)
@@ -83,8 +84,16 @@ def items_on_stripe(store: str, gateway: payments.Gateway) -> list[ItemOnStripe]
         )
     }
     items = [
-        ItemOnStripe(p.sku, p.price, p.currency, available, p.stripe_price_id, links.get(p.sku))
-        for p, available in rows
+        ItemOnStripe(
+            p.sku,
+            p.price,
+            p.currency,
+            0 if off_sale else available,
+            p.stripe_price_id,
+            links.get(p.sku),
+            stripe_sync.recorded_sessions(links[p.sku].id) if p.sku in links else 0,
+        )
+        for p, available, off_sale in rows
     ]
     for link in links.values():
         db.session.expunge(link)
@@ -148,9 +157,28 @@ def active_matches_stock(item: ItemOnStripe) -> str | None:
     return None
 
 
-# Each rule compares one item's link on Stripe with its stock. Issue 14 (link limits) adds
-# its rule here: restrictions.completed_sessions.limit == completed count + available.
-LINK_RULES: tuple[Callable[[ItemOnStripe], str | None], ...] = (active_matches_stock,)
+def limit_matches_stock(item: ItemOnStripe) -> str | None:
+    """Say how an item's limit of completed sessions on Stripe disagrees with its stock."""
+    state = stripe_sync.link_state(item.stripe_link)
+    if state.limit is None:
+        return f"{item.sku}: link has no limit of completed sessions (Stripe cannot stop it)"
+    # Sessions Stripe counted that the store has not recorded yet each take a unit later.
+    available = item.available - max(0, state.count - item.recorded)
+    # A link on with nothing available is active_matches_stock's to report.
+    if state.active and item.available > 0 and not state.matches(available):
+        more = state.limit - state.count
+        return (
+            f"{item.sku}: link's limit lets {more} more sell ({state.count} of "
+            f"{state.limit} completed), {max(available, 0)} available"
+        )
+    return None
+
+
+# Each rule compares one item's link on Stripe with its stock.
+LINK_RULES: tuple[Callable[[ItemOnStripe], str | None], ...] = (
+    active_matches_stock,
+    limit_matches_stock,
+)
 
 
 def check_links(items: list[ItemOnStripe]) -> Result:
