@@ -1,0 +1,90 @@
+"""Signed events of the wrong shape, against a running server: 400 with a reason, no change.
+
+A valid signature proves who sent an event, not that its fields are sane. Each malformed
+event below is signed with the store's own secret, so only the shape check stands between
+it and the database; the staff pages and `flask report` must still work after all of them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from sqlalchemy import inspect, text
+from stripe_fixtures import WEBHOOK_SECRET, make_event, make_session, sign
+
+from conftest import ADMIN_PASSWORD, log_in_http, make_product
+from swagstore.models import db
+
+
+@pytest.fixture
+def app_config(app_config):
+    return {
+        **app_config,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+
+
+def session_event(**fields) -> dict:
+    session = make_session()
+    session.update(fields)
+    return make_event(session)
+
+
+def metadata_event(**metadata) -> dict:
+    return make_event(make_session(**metadata))
+
+
+MALFORMED = {
+    "a JSON array as body": lambda: [make_event(make_session())],
+    "metadata a list": lambda: session_event(metadata=["sku", "tee-m", "store", "booth"]),
+    "quantity -5": lambda: metadata_event(quantity="-5"),
+    "quantity abc": lambda: metadata_event(quantity="abc"),
+    "quantity 1e3": lambda: metadata_event(quantity="1e3"),
+    "quantity the number 1e3": lambda: metadata_event(quantity=1e3),
+    "amount_total 10^30": lambda: session_event(amount_total=10**30),
+    "amount_total lots": lambda: session_event(amount_total="lots"),
+}
+
+
+def snapshot(app) -> dict[str, list[tuple]]:
+    """Every row of every table: proof that a refused event changed nothing."""
+    with app.app_context():
+        names = inspect(db.engine).get_table_names()
+        rows = {n: db.session.execute(text(f"SELECT * FROM {n} ORDER BY 1")).all() for n in names}
+        db.session.rollback()
+        return rows
+
+
+def post(server, body: bytes) -> requests.Response:
+    return requests.post(
+        server.url + "/stripe/webhook",
+        data=body,
+        headers={"Content-Type": "application/json", "Stripe-Signature": sign(body)},
+        timeout=60,
+    )
+
+
+def test_every_malformed_signed_event_is_400_and_changes_nothing(app, live_server, runner):
+    make_product(app, stock=5)
+    before = snapshot(app)
+
+    for name, build in MALFORMED.items():
+        response = post(live_server, json.dumps(build()).encode())
+        assert response.status_code == 400, (name, response.status_code, response.text)
+        assert response.json()["error"].startswith("malformed event"), name
+        assert snapshot(app) == before, name
+    not_json = post(live_server, b"{lots")
+    assert (not_json.status_code, snapshot(app)) == (400, before)
+
+    # The staff pages and the report read every row: all still fine.
+    http, _ = log_in_http(live_server.url)
+    for page in ("/admin", "/admin/sales", "/admin/report", "/admin/sales.csv", "/admin/tasks"):
+        assert http.get(live_server.url + page, timeout=30).status_code == 200, page
+    result = runner.invoke(args=["report"])
+    assert result.exit_code == 0, result.output
+    # And a sound event is still applied.
+    good = post(live_server, json.dumps(make_event(make_session())).encode())
+    assert (good.status_code, good.json()["outcome"]) == (200, "applied")
