@@ -100,10 +100,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.register_error_handler(OperationalError, _database_unavailable)
 
-    from . import cli, clock, errors, money, schema, stream
+    from . import cli, clock, errors, money, schema, security, stream
 
     schema.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
     money.init_app(app)
     clock.init_app(app)
 
