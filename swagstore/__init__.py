@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app, has_request_context, request
@@ -36,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_URL": None,
     "HOLD_SECONDS": 300,
     "ADMIN_PASSWORD": None,
+    # A staff login lasts this long at most (also the cookie's lifetime).
+    "ADMIN_SESSION_HOURS": 12,
     # How money and times read on every page and in every command: a Babel locale, and the
     # booth's IANA time zone (None: this laptop's own).
     "LOCALE": "en_US",
@@ -139,6 +142,8 @@ def _check_config(app: Flask) -> None:
             f"LINK_CAPTURE must be one of {', '.join(LINK_CAPTURES)}, not {capture!r}"
         )
     app.config["HOLD_SECONDS"] = int(app.config["HOLD_SECONDS"])
+    hours = float(app.config["ADMIN_SESSION_HOURS"])
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=hours)
     live = bool(app.config["STRIPE_SECRET_KEY"])
     if mode == "payment_intent" and live and not app.config["STRIPE_PUBLISHABLE_KEY"]:
         raise ValueError(
