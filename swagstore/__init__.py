@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "LINK_CAPTURE": "automatic",
     "PUBLIC_URL": None,
     "HOLD_SECONDS": 300,
+    # Each client address may hold this many units at a time, and start this many holds a
+    # minute (modes reserved_checkout and payment_intent).
+    "HOLDS_PER_CLIENT": 4,
+    "HOLDS_PER_CLIENT_PER_MINUTE": 6,
     "ADMIN_PASSWORD": None,
     # A staff login lasts this long at most (also the cookie's lifetime).
     "ADMIN_SESSION_HOURS": 12,
@@ -141,7 +145,8 @@ def _check_config(app: Flask) -> None:
         raise ValueError(
             f"LINK_CAPTURE must be one of {', '.join(LINK_CAPTURES)}, not {capture!r}"
         )
-    app.config["HOLD_SECONDS"] = int(app.config["HOLD_SECONDS"])
+    for key in ("HOLD_SECONDS", "HOLDS_PER_CLIENT", "HOLDS_PER_CLIENT_PER_MINUTE"):
+        app.config[key] = int(app.config[key])
     hours = float(app.config["ADMIN_SESSION_HOURS"])
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=hours)
     live = bool(app.config["STRIPE_SECRET_KEY"])
