@@ -1,4 +1,4 @@
-"""Signed events of the wrong shape, against a running server: 400 with a reason, no change.
+"""Signed events of the wrong shape, through the proxy: 400 with a reason, no change.
 
 A valid signature proves who sent an event, not that its fields are sane. Each malformed
 event below is signed with the store's own secret, so only the shape check stands between
@@ -11,6 +11,7 @@ import json
 
 import pytest
 import requests
+from public_server import PublicServer
 from sqlalchemy import inspect, text
 from stripe_fixtures import WEBHOOK_SECRET, make_event, make_session, sign
 
@@ -25,6 +26,14 @@ def app_config(app_config):
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
+
+
+@pytest.fixture
+def public(app, server_env, tmp_path):
+    """The booth as `make public` runs it: Stripe's events come in through nginx."""
+    server = PublicServer(server_env, tmp_path / "nginx").start()
+    yield server
+    server.stop()
 
 
 def session_event(**fields) -> dict:
@@ -67,24 +76,24 @@ def post(server, body: bytes) -> requests.Response:
     )
 
 
-def test_every_malformed_signed_event_is_400_and_changes_nothing(app, live_server, runner):
+def test_every_malformed_signed_event_is_400_and_changes_nothing(app, public, runner):
     make_product(app, stock=5)
     before = snapshot(app)
 
     for name, build in MALFORMED.items():
-        response = post(live_server, json.dumps(build()).encode())
+        response = post(public, json.dumps(build()).encode())
         assert response.status_code == 400, (name, response.status_code, response.text)
         assert response.json()["error"].startswith("malformed event"), name
         assert snapshot(app) == before, name
-    not_json = post(live_server, b"{lots")
+    not_json = post(public, b"{lots")
     assert (not_json.status_code, snapshot(app)) == (400, before)
 
     # The staff pages and the report read every row: all still fine.
-    http, _ = log_in_http(live_server.url)
+    http, _ = log_in_http(public.url)
     for page in ("/admin", "/admin/sales", "/admin/report", "/admin/sales.csv", "/admin/tasks"):
-        assert http.get(live_server.url + page, timeout=30).status_code == 200, page
+        assert http.get(public.url + page, timeout=30).status_code == 200, page
     result = runner.invoke(args=["report"])
     assert result.exit_code == 0, result.output
     # And a sound event is still applied.
-    good = post(live_server, json.dumps(make_event(make_session())).encode())
+    good = post(public, json.dumps(make_event(make_session())).encode())
     assert (good.status_code, good.json()["outcome"]) == (200, "applied")
