@@ -186,7 +186,7 @@ def test_wrong_passwords_lock_the_door_for_that_client_only(app, client):
         assert response.status_code == 401 and "Wrong password." in response.text
     response = client.post("/admin/login", data={"csrf_token": token, "password": ADMIN_PASSWORD})
     assert response.status_code == 429
-    assert "Too many wrong passwords from this device: try again in" in response.text
+    assert "Too many wrong passwords from this device: try again after" in response.text
     assert 0 < int(response.headers["Retry-After"]) <= 300
     assert client.get("/admin").status_code == 302
     # Staff at another address log in as usual.

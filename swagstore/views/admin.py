@@ -79,7 +79,8 @@ def login() -> ResponseReturnValue:
     )
     if attempt.locked_until is not None:
         wait = max(1, math.ceil((attempt.locked_until - utcnow()).total_seconds()))
-        error = f"Too many wrong passwords from this device: try again in {wait} seconds."
+        until = clock.local(attempt.locked_until, _zone())
+        error = f"Too many wrong passwords from this device: try again after {until:%H:%M:%S}."
         return render_template("admin/login.html", error=error), 429, {"Retry-After": str(wait)}
     if attempt.token is None:
         return render_template("admin/login.html", error="Wrong password."), 401
