@@ -381,6 +381,8 @@ def test_guesses_lock_out_their_client_only_and_a_logged_out_cookie_is_dead(publ
     page = staff.get(server.url + "/admin", timeout=30)
     assert page.status_code == 200 and "Stock" in page.text
     assert page.headers["Server"] == "nginx"  # no version, and not gunicorn's
+    behind = requests.get(server.direct + "/healthz", timeout=30).headers["Server"]
+    assert behind == "gunicorn"  # gunicorn's own has no version either
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Content-Type-Options"] == "nosniff"
 

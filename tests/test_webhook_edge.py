@@ -94,6 +94,16 @@ def test_every_malformed_signed_event_is_400_and_changes_nothing(app, public, ru
     not_json = post(public, b"{lots")
     assert (not_json.status_code, snapshot(app)) == (400, before)
 
+    # A bad Last-Event-ID is a fresh client: it gets the snapshot, not an error.
+    for last_id in ("abc", "-5", "1e3", "9" * 30):
+        with requests.get(
+            public.url + "/stream", headers={"Last-Event-ID": last_id}, stream=True, timeout=60
+        ) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines(decode_unicode=True)
+            data = next(line for line in lines if line.startswith("data: "))
+            assert json.loads(data[6:])["available"] == 5, last_id
+
     # The staff pages and the report read every row: all still fine.
     http, _ = log_in_http(public.url)
     for page in ("/admin", "/admin/sales", "/admin/report", "/admin/sales.csv", "/admin/tasks"):
