@@ -82,7 +82,7 @@ def client_address() -> str:
 
 
 def is_kiosk(address: str) -> bool:
-    """Tell whether an address is the booth's own screen (loopback or KIOSK_ADDRESSES)."""
+    """Tell whether an address is one of the booth's own screens (KIOSK_ADDRESSES)."""
     return address in current_app.config["KIOSK_ADDRESSES"].replace(",", " ").split()
 
 
