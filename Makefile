@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app swagstore
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: dev test lint format run bench clean install install-runtime install-test install-lint
+.PHONY: dev test lint format run public bench clean install install-runtime install-test install-lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,23 @@ run: $(VENV)/.installed
 	fi
 	$(FLASK) init-db
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+
+# The booth as phones and Stripe reach it: nginx on every interface at PORT (8080 unless
+# given) in front of gunicorn on loopback, and the worker (Procfile.public); Ctrl-C or
+# SIGTERM stops all three. TLS_CERT=cert.pem TLS_KEY=key.pem serves HTTPS instead.
+public: PUBLIC_PORT := $(if $(filter file,$(origin PORT)),8080,$(PORT))
+public: SCHEME := $(if $(TLS_CERT),https,http)
+public: $(VENV)/.installed
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || \
+		{ echo "make public needs nginx: sudo apt-get install -y nginx" >&2; exit 1; }
+	$(FLASK) init-db
+	@echo
+	@echo "  Phones and Stripe: $${SWAGSTORE_PUBLIC_URL:-$(SCHEME)://$$($(BIN)/python deploy/nginx.py --lan-address):$(PUBLIC_PORT)}/"
+	@echo "  Kiosk (this laptop): $(SCHEME)://127.0.0.1:$(PUBLIC_PORT)/"
+	@echo
+	SWAGSTORE_PUBLIC_URL=$${SWAGSTORE_PUBLIC_URL:-$(SCHEME)://$$($(BIN)/python deploy/nginx.py --lan-address):$(PUBLIC_PORT)} \
+		SWAGSTORE_PROXY_HOPS=1 PUBLIC_PORT=$(PUBLIC_PORT) \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.public
 
 # The benchmarks of bench/ (not tests): figures and ratios, written to bench/RESULTS.md.
 # The load generator is wrk (Debian's package); BENCH_ARGS="--tree DIR" measures another

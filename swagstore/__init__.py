@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app, has_request_context, request
@@ -35,7 +36,13 @@ DEFAULTS: dict[str, Any] = {
     "LINK_CAPTURE": "automatic",
     "PUBLIC_URL": None,
     "HOLD_SECONDS": 300,
+    # Each client address may hold this many units at a time, and start this many holds a
+    # minute (modes reserved_checkout and payment_intent).
+    "HOLDS_PER_CLIENT": 4,
+    "HOLDS_PER_CLIENT_PER_MINUTE": 6,
     "ADMIN_PASSWORD": None,
+    # A staff login lasts this long at most (also the cookie's lifetime).
+    "ADMIN_SESSION_HOURS": 12,
     # How money and times read on every page and in every command: a Babel locale, and the
     # booth's IANA time zone (None: this laptop's own).
     "LOCALE": "en_US",
@@ -110,10 +117,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.register_error_handler(OperationalError, _database_unavailable)
 
-    from . import cli, clock, errors, money, schema, stream
+    from . import cli, clock, errors, money, schema, security, stream
 
     schema.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
     money.init_app(app)
     clock.init_app(app)
 
@@ -153,7 +161,10 @@ def _check_config(app: Flask) -> None:
     source = app.config["EVENT_SOURCE"]
     if source not in EVENT_SOURCES:
         raise ValueError(f"EVENT_SOURCE must be one of {', '.join(EVENT_SOURCES)}, not {source!r}")
-    app.config["HOLD_SECONDS"] = int(app.config["HOLD_SECONDS"])
+    for key in ("HOLD_SECONDS", "HOLDS_PER_CLIENT", "HOLDS_PER_CLIENT_PER_MINUTE"):
+        app.config[key] = int(app.config[key])
+    hours = float(app.config["ADMIN_SESSION_HOURS"])
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=hours)
     live = bool(app.config["STRIPE_SECRET_KEY"])
     if mode == "payment_intent" and live and not app.config["STRIPE_PUBLISHABLE_KEY"]:
         raise ValueError(

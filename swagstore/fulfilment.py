@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import holds, inventory, payments, pickup, stripe_sync, tasks
+from . import event_schema, holds, inventory, payments, pickup, stripe_sync, tasks
 from .models import CardPayment, Hold, PaymentLink, Sale, Stock, Store, StripeEvent, db, utcnow
 
 
@@ -88,6 +88,11 @@ def _apply_once(event: dict[str, Any]) -> Result:
 
 def _apply_uncommitted(event: dict[str, Any]) -> Result:
     """Apply one event in the session's transaction, recording its id, without committing."""
+    try:
+        # Whatever brought it (webhook, poll, reconcile), a bad shape never reaches a handler.
+        event_schema.check(event)
+    except event_schema.Invalid as e:
+        raise MalformedEvent(str(e)) from e
     handler = HANDLERS.get(event.get("type") or "")
     if handler is None:
         # Touches no table: an event we do not handle is not recorded either.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import offer, payments
-from .holds import OPEN, Held, UnknownItem, attach, release, start_hold
+from .holds import OPEN, Held, Share, UnknownItem, attach, release, start_hold
 from .models import Hold, Product, db, idempotency_key, read_only
 
 # Stripe refuses a Checkout Session that expires sooner than 30 minutes after creation.
@@ -80,9 +80,10 @@ def open_checkout(
     hold_seconds: int,
     public_url: str,
     capture: str = "automatic",
+    share: Share | None = None,
 ) -> Checkout | SoldOut:
     """Hold a unit and open a Checkout Session for it (or return the visitor's open one)."""
-    held = start_hold(sku, store, hold_seconds, token)
+    held = start_hold(sku, store, hold_seconds, token, share)
     if held is None:
         return sold_out(sku, store)
     gw = payments.gateway()
@@ -124,9 +125,11 @@ def open_checkout(
     return Checkout(held.id, session.url or "")
 
 
-def open_intent(sku: str, store: str, token: str | None, *, hold_seconds: int) -> Intent | SoldOut:
+def open_intent(
+    sku: str, store: str, token: str | None, *, hold_seconds: int, share: Share | None = None
+) -> Intent | SoldOut:
     """Hold a unit and create a manual-capture PaymentIntent for it (or return the open one)."""
-    held = start_hold(sku, store, hold_seconds, token)
+    held = start_hold(sku, store, hold_seconds, token, share)
     if held is None:
         return sold_out(sku, store)
     product = _product(sku)

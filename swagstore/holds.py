@@ -11,21 +11,46 @@ and `tasks.expire_holds` queues the call that ends each hold `mark_expiring` ret
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, case, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from . import inventory
 from .models import Hold, Stock, Task, db, read_only, utcnow
 
 OPEN = ("active", "expiring")
+# Any fixed number: the first key of the PostgreSQL advisory lock on one client's share.
+SHARE_LOCK = 5_411_902
 
 
 class UnknownItem(LookupError):
     """The item is not stocked at this store."""
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one client address may hold: `open` holds at a time, `per_minute` new ones."""
+
+    client: str
+    open: int
+    per_minute: int
+
+
+class TooMany(Exception):
+    """A client address has used its share of holds; it may try again in `retry_after` s.
+
+    `limit` is the one it reached: "open" (holds at a time) or "per_minute".
+    """
+
+    def __init__(self, share: Share, limit: str, retry_after: int) -> None:
+        super().__init__(f"client {share.client} reached its {limit} share of holds")
+        self.share = share
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -63,8 +88,13 @@ class Expiring:
     payment_intent_id: str | None
 
 
-def start_hold(sku: str, store: str, seconds: int, token: str | None = None) -> Held | None:
-    """Hold one unit for a visitor (or return their open hold); None when none is available."""
+def start_hold(
+    sku: str, store: str, seconds: int, token: str | None = None, share: Share | None = None
+) -> Held | None:
+    """Hold one unit for a visitor (or return their open hold); None when none is available.
+
+    Given a client's share, a new hold beyond it raises TooMany and holds nothing.
+    """
     # Read first without the write lock: in a drop most visitors find the item sold out,
     # and that answer should not wait behind the writers.
     with read_only():
@@ -76,11 +106,14 @@ def start_hold(sku: str, store: str, seconds: int, token: str | None = None) -> 
         raise UnknownItem(sku)
     if available <= 0:
         return None
+    if share is not None:
+        _within_share(share, utcnow())
     hold = Hold(
         sku=sku,
         store=store,
         quantity=1,
         client_token=token,
+        client=share.client if share is not None else None,
         expires_at=utcnow() + timedelta(seconds=seconds),
     )
     db.session.add(hold)
@@ -205,6 +238,33 @@ def mark_expiring(now: datetime | None = None, limit: int = 200) -> list[Expirin
             release(hold_id, ref="expired")
         expiring.append(Expiring(hold_id, session_id, intent_id))
     return expiring
+
+
+def _within_share(share: Share, now: datetime) -> None:
+    """Raise TooMany if the client has its share of holds (opens the write transaction)."""
+    # Counted and inserted one client at a time: SQLite's BEGIN IMMEDIATE takes the write
+    # lock with this first statement; PostgreSQL takes a lock on this client's share.
+    if db.session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(share.client.encode()).digest()[:4], signed=True)
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": SHARE_LOCK, "key": key}
+        )
+    since = now - timedelta(minutes=1)
+    recent = Hold.created_at > since
+    held, started, oldest = db.session.execute(
+        select(
+            func.count().filter(Hold.status.in_(OPEN)),
+            func.count().filter(recent),
+            func.min(Hold.created_at).filter(recent),
+        ).where(Hold.client == share.client, or_(Hold.status.in_(OPEN), recent))
+    ).one()
+    if started >= share.per_minute:
+        db.session.rollback()
+        raise TooMany(share, "per_minute", max(1, int((oldest - since).total_seconds()) + 1))
+    if held >= share.open:
+        db.session.rollback()
+        # A hold ends when it is paid or expires; a minute is a fair time to come back.
+        raise TooMany(share, "open", 60)
 
 
 _ACTIVE_HOLD = select(

@@ -231,6 +231,9 @@ class Hold(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # A pseudonym of the client address that asked for it (security.client_tag): each
+    # address gets a bounded share of holds.
+    client: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         ForeignKeyConstraint(["sku", "store"], ["stock.sku", "stock.store"]),
@@ -239,6 +242,7 @@ class Hold(db.Model):
             "status IN ('active', 'expiring', 'settled', 'released')", name="status_known"
         ),
         Index("ix_hold_status_expires_at", "status", "expires_at"),
+        Index("ix_hold_client_created_at", "client", "created_at"),
     )
 
 
@@ -363,3 +367,19 @@ class LoginFailure(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     remote: Mapped[str | None] = mapped_column(String(64))
+
+
+class StaffSession(db.Model):
+    """A staff login: the cookie carries a token, and only this row makes it valid.
+
+    Logging out deletes the row; a changed ADMIN_PASSWORD no longer matches `proof`; the
+    row lapses at `expires_at`. Neither column is of use to someone who reads the database.
+    """
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    # HMAC of the password it was opened with, keyed by the token.
+    proof: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ RETRY_MS = 1000
 BUSY_RETRY_MS = 10_000
 # Rows sent per poll; a client that is far behind catches up over several ticks.
 BATCH = 500
+# A Last-Event-ID longer than this is no id of ours (2**63 has 19 digits).
+MAX_ID_DIGITS = 18
 EXTENSION = "swagstore.stream"
 
 # Built once: every open stream runs this every tick.
@@ -78,14 +81,22 @@ class Change:
 
 
 def parse_last_event_id(value: str | None) -> int | None:
-    """Return the event id a reconnecting client last saw, or None for a fresh client."""
-    if value is None or not value.strip().isdigit():
+    """Return the event id a reconnecting client last saw, or None for a fresh client.
+
+    Anything but a plain number that fits a 64-bit column is a fresh client (a snapshot).
+    """
+    value = (value or "").strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_ID_DIGITS:
         return None
     return int(value)
 
 
 class Streams:
-    """One store's open streams in this process: each polls the log on its own thread."""
+    """One store's open streams in this process: each polls the log on its own thread.
+
+    Fair shares: at most `max_clients` streams in all and `max_per_client` from one client
+    address; the booth's own kiosk is never refused and not counted against either.
+    """
 
     def __init__(
         self,
@@ -95,14 +106,18 @@ class Streams:
         tick: float = 0.25,
         ping: float = 15.0,
         max_clients: int = 16,
+        max_per_client: int = 4,
     ) -> None:
         self.engine = engine
         self.store = store
         self.tick = tick
         self.ping = ping
         self.max_clients = max_clients
+        self.max_per_client = max_per_client
         self._lock = threading.Lock()
         self._clients = 0
+        # Open streams by client address (the kiosk's are not counted).
+        self._by_client: Counter[str] = Counter()
         self._closed = False
 
     @property
@@ -111,18 +126,23 @@ class Streams:
         with self._lock:
             return self._clients
 
-    def follow(self, last_id: int | None) -> Iterator[str]:
+    def follow(
+        self, last_id: int | None, client: str = "", *, kiosk: bool = False
+    ) -> Iterator[str]:
         """Yield SSE text for one client: its catch-up, then live changes and pings."""
         with self._lock:
             closed = self._closed
-            admitted = not closed and self._clients < self.max_clients
+            refusal = None if closed or kiosk else self._refusal(client)
+            admitted = not closed and refusal is None
             if admitted:
                 self._clients += 1
+                if not kiosk:
+                    self._by_client[client] += 1
         if closed:  # a stopping server: come back as soon as the restarted one is up
             yield f"retry: {RETRY_MS}\n\n"
             return
-        if not admitted:
-            yield f"retry: {BUSY_RETRY_MS}\n: busy\n\n"
+        if refusal is not None:
+            yield f"retry: {BUSY_RETRY_MS}\n{refusal}\n\n"
             return
         try:
             yield f"retry: {RETRY_MS}\n\n"
@@ -150,6 +170,18 @@ class Streams:
         finally:
             with self._lock:
                 self._clients -= 1
+                if not kiosk:
+                    self._by_client[client] -= 1
+                    if not self._by_client[client]:
+                        del self._by_client[client]
+
+    def _refusal(self, client: str) -> str | None:
+        """Return why a stranger's stream is refused (an SSE comment), or None (the lock held)."""
+        if self._by_client[client] >= self.max_per_client:
+            return ": busy: too many streams from your address"
+        if sum(self._by_client.values()) >= self.max_clients:
+            return ": busy"
+        return None
 
     def catch_up(self, last_id: int | None) -> tuple[list[Change], int]:
         """Return what a client starting after `last_id` must see first, and its new last id.
@@ -208,6 +240,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("STREAM_PING_SECONDS", 15)
     app.config.setdefault("STREAM_TICK_SECONDS", 0.25)
     app.config.setdefault("STREAM_MAX_CLIENTS", 16)
+    app.config.setdefault("STREAM_MAX_PER_CLIENT", 4)
     with app.app_context():
         engine = db.engine
     app.extensions[EXTENSION] = Streams(
@@ -216,6 +249,7 @@ def init_app(app: Flask) -> None:
         tick=float(app.config["STREAM_TICK_SECONDS"]),
         ping=float(app.config["STREAM_PING_SECONDS"]),
         max_clients=int(app.config["STREAM_MAX_CLIENTS"]),
+        max_per_client=int(app.config["STREAM_MAX_PER_CLIENT"]),
     )
 
 

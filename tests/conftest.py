@@ -295,6 +295,9 @@ class LiveServer:
     after the start.
     """
 
+    # Procfile.public adds the proxy (tests/public_server.py).
+    procfile = "Procfile"
+
     def __init__(self, env: dict[str, str], workers: int = 1, threads: int = 16) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -313,7 +316,7 @@ class LiveServer:
             "SWAGSTORE_THREADS": str(self.threads),
             "GUNICORN_CMD_ARGS": "--access-logfile /dev/null",
         }
-        cmd = [sys.executable, "-m", "honcho", "--no-colour", "start", "-f", "Procfile"]
+        cmd = [sys.executable, "-m", "honcho", "--no-colour", "start", "-f", self.procfile]
         started = time.time()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
         deadline = time.monotonic() + 60

@@ -179,15 +179,41 @@ def test_login_sets_a_httponly_samesite_session_and_logout_ends_it(app, client):
     assert client.get("/admin").status_code == 302
 
 
-def test_wrong_passwords_lock_the_door(app, client):
+def test_wrong_passwords_lock_the_door_for_that_client_only(app, client):
     token = csrf_from(client.get("/admin/login").text)
     for _ in range(5):
         response = client.post("/admin/login", data={"csrf_token": token, "password": "guess"})
         assert response.status_code == 401 and "Wrong password." in response.text
     response = client.post("/admin/login", data={"csrf_token": token, "password": ADMIN_PASSWORD})
     assert response.status_code == 429
-    assert "Too many wrong passwords: try again after" in response.text
+    assert "Too many wrong passwords from this device: try again after" in response.text
+    assert 0 < int(response.headers["Retry-After"]) <= 300
     assert client.get("/admin").status_code == 302
+    # Staff at another address log in as usual.
+    staff = app.test_client()
+    staff.environ_base["REMOTE_ADDR"] = "10.0.0.20"
+    log_in(staff)
+    assert staff.get("/admin").status_code == 200
+
+
+def test_a_logged_out_cookie_opens_nothing_again(app, client):
+    page = client.get("/admin/login")
+    log_in(client)
+    kept = client.get_cookie("session").value
+    client.post("/admin/logout", data={"csrf_token": csrf_from(client.get("/admin").text)})
+    replay = app.test_client()
+    replay.set_cookie("session", kept)
+    assert replay.get("/admin").headers["Location"] == "/admin/login"
+    assert page.status_code == 200
+
+
+def test_changing_the_password_ends_every_session(app, client):
+    log_in(client)
+    assert client.get("/admin").status_code == 200
+    app.config["ADMIN_PASSWORD"] = "a brand new password"
+    assert client.get("/admin").headers["Location"] == "/admin/login"
+    # The refused cookie is cleared, so the browser forgets it too.
+    assert client.get_cookie("session") is None
 
 
 # Stock actions ------------------------------------------------------------------------------

@@ -108,6 +108,7 @@ LAYERS = [
         "swagstore.clock",
         "swagstore.amounts",
         "swagstore.lan",
+        "swagstore.event_schema",
     },
     {
         "swagstore.payments",
@@ -130,12 +131,13 @@ LAYERS = [
     {m for m in MODULES if m.startswith("swagstore.preflight")},
 ]
 DOMAIN = set().union(*LAYERS)
-# The web and command layer: blueprints, the app-wide error pages, the flask commands and
-# the background worker they start.
+# The web and command layer: blueprints, the app-wide error pages and HTTP hardening, the
+# flask commands and the background worker they start.
 UPPER = {
     m
     for m in MODULES
-    if m in ("swagstore.cli", "swagstore.errors", "swagstore.worker") or ".views" in m
+    if m in ("swagstore.cli", "swagstore.errors", "swagstore.security", "swagstore.worker")
+    or ".views" in m
 }
 SANDBOX = {m for m in MODULES if m.startswith("swagstore.sandbox")}
 

@@ -259,23 +259,23 @@ def test_in_process_transport_reaches_the_sandbox_without_a_server(app):
     payments.close(app)
 
 
-def test_construct_event_accepts_the_sandbox_signature_and_refuses_forgeries(app):
+def test_verify_event_accepts_the_sandbox_signature_and_refuses_forgeries(app):
     with app.app_context():
         gw = payments.gateway()
         payload = json.dumps({"id": "evt_1", "object": "event", "type": "ping", "data": {}})
         secret = payments.webhook_secret(app)
         assert secret and secret.startswith("whsec_")
         good = signature(payload.encode(), secret, int(time.time()))
-        assert gw.construct_event(payload.encode(), good).id == "evt_1"
+        assert gw.verify_event(payload.encode(), good)["id"] == "evt_1"
         with pytest.raises(payments.BadSignature):
-            gw.construct_event(
+            gw.verify_event(
                 payload.encode(), signature(payload.encode(), "whsec_x", int(time.time()))
             )
         with pytest.raises(payments.BadSignature):
             stale = signature(payload.encode(), secret, int(time.time()) - 600)
-            gw.construct_event(payload.encode(), stale)
+            gw.verify_event(payload.encode(), stale)
         with pytest.raises(payments.BadSignature):
-            gw.construct_event(payload.encode(), None)
+            gw.verify_event(payload.encode(), None)
     payments.close(app)
 
 

@@ -208,6 +208,9 @@ def shop_server(app, server_env):
 
     def start(mode: str, *, workers: int = 2, threads: int = 32, **config) -> Sandbox:
         env = {**server_env, "SWAGSTORE_PURCHASE_MODE": mode}
+        # Every visitor of these tests comes from 127.0.0.1: one address, hundreds of phones.
+        # The per-address share is tested in test_hold_share.py and test_public.py.
+        config = {"HOLDS_PER_CLIENT": 10_000, "HOLDS_PER_CLIENT_PER_MINUTE": 10_000, **config}
         env.update({f"SWAGSTORE_{key}": str(value) for key, value in config.items()})
         server = LiveServer(env, workers=workers, threads=threads)
         servers.append(server)

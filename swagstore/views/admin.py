@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -17,10 +18,12 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import auth, backoffice, charts, clock, money, offer, sales
+from .. import auth, backoffice, charts, clock, money, offer, sales, security
+from ..models import utcnow
 from ..sales import Refused, whole_number
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -39,7 +42,9 @@ def guard() -> tuple[str, int] | BaseResponse | None:
     """Keep the back office closed without a password, and to anyone not logged in."""
     if not current_app.config["ADMIN_PASSWORD"]:
         return render_template("admin/closed.html"), 403
-    if request.endpoint not in PUBLIC and not session.get("admin"):
+    if request.endpoint not in PUBLIC and not _logged_in():
+        # Logged out, expired, or opened with an older password: the cookie is worth nothing.
+        session.clear()
         if request.method in ("GET", "HEAD"):
             return redirect(url_for("admin.login"))
         return render_template("admin/login.html", error="Please log in first."), 401
@@ -61,22 +66,27 @@ def refused(error: Refused) -> BaseResponse:
 
 
 @bp.route("/login", methods=("GET", "POST"))
-def login() -> str | tuple[str, int] | BaseResponse:
-    """Log staff in with the shared password."""
+def login() -> ResponseReturnValue:
+    """Log staff in with the shared password, unless this client guessed wrong too often."""
     if request.method == "GET":
         return render_template("admin/login.html")
+    config = current_app.config
     attempt = auth.login(
         request.form.get("password", ""),
-        current_app.config["ADMIN_PASSWORD"],
-        remote=request.remote_addr,
+        config["ADMIN_PASSWORD"],
+        remote=security.client_address(),
+        lifetime=config["PERMANENT_SESSION_LIFETIME"],
     )
     if attempt.locked_until is not None:
+        wait = max(1, math.ceil((attempt.locked_until - utcnow()).total_seconds()))
         until = clock.local(attempt.locked_until, _zone())
-        error = f"Too many wrong passwords: try again after {until:%H:%M:%S}."
-        return render_template("admin/login.html", error=error), 429
-    if not attempt.ok:
+        error = f"Too many wrong passwords from this device: try again after {until:%H:%M:%S}."
+        return render_template("admin/login.html", error=error), 429, {"Retry-After": str(wait)}
+    if attempt.token is None:
         return render_template("admin/login.html", error="Wrong password."), 401
     session.clear()
+    session.permanent = True  # the cookie lapses with the staff session
+    session["staff"] = attempt.token
     session["admin"] = True
     session["actor"] = auth.actor(request.form.get("name"))
     return redirect(url_for("admin.stock"), 303)
@@ -84,7 +94,8 @@ def login() -> str | tuple[str, int] | BaseResponse:
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    """Log staff out."""
+    """Log staff out: this session's cookie opens nothing any more."""
+    auth.logout(session.get("staff"))
     session.clear()
     return redirect(url_for("admin.login"), 303)
 
@@ -229,6 +240,10 @@ def retry(task_id: int) -> BaseResponse:
 def activity() -> str:
     """Show the stock-event log as an audit trail."""
     return render_template("admin/activity.html", events=backoffice.activity(_store()))
+
+
+def _logged_in() -> bool:
+    return auth.session_valid(session.get("staff"), current_app.config["ADMIN_PASSWORD"])
 
 
 def _store() -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
-from .. import offer, qr, stream
+from .. import offer, qr, security, stream
 from ..models import db
 
 bp = Blueprint("kiosk", __name__)
@@ -100,10 +100,11 @@ def qr_code(sku: str) -> Response:
 def events() -> Response:
     """Stream stock changes as server-sent events, resuming after Last-Event-ID."""
     last_id = stream.parse_last_event_id(request.headers.get("Last-Event-ID"))
+    client = security.client_address()
     # The stream outlives the request's work: give its connection back to the pool now.
     db.session.remove()
     return Response(
-        stream.streams(current_app).follow(last_id),
+        stream.streams(current_app).follow(last_id, client, kiosk=security.is_kiosk(client)),
         mimetype="text/event-stream",
         headers=stream.HEADERS,
     )

@@ -21,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from .. import hold_checkout, holds, offer
+from .. import hold_checkout, holds, offer, security
 from ..errors import wants_json
 from ..models import writes
 
@@ -40,6 +40,7 @@ def buy(sku: str) -> Any:
         hold_seconds=config["HOLD_SECONDS"],
         public_url=offer.public_url(config["PUBLIC_URL"], request.host_url),
         capture=config["LINK_CAPTURE"],
+        share=_share(),
     )
     if isinstance(result, hold_checkout.SoldOut):
         return render_template("shop/sold_out.html", result=result, path="buy"), 409
@@ -52,7 +53,7 @@ def pay(sku: str) -> Any:
     """Hold a unit and show the card form for its PaymentIntent."""
     config = _mode("payment_intent")
     result = hold_checkout.open_intent(
-        sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"]
+        sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"], share=_share()
     )
     if isinstance(result, hold_checkout.SoldOut):
         return render_template("shop/sold_out.html", result=result, path="pay"), 409
@@ -70,7 +71,7 @@ def create_intent() -> Any:
     if not isinstance(sku, str) or not sku:
         return {"error": "bad_request", "message": 'send JSON {"sku": "..."}'}, 400
     result = hold_checkout.open_intent(
-        sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"]
+        sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"], share=_share()
     )
     if isinstance(result, hold_checkout.SoldOut):
         others = [{"sku": item.sku, "name": item.name} for item in result.others]
@@ -97,6 +98,17 @@ def unknown_item(error: holds.UnknownItem) -> Any:
     return render_template("shop/problem.html", title="No such item", status=404), 404
 
 
+@bp.errorhandler(holds.TooMany)
+def too_many(error: holds.TooMany) -> Any:
+    """Tell a visitor this device holds its share of items for now, and when to come back."""
+    headers = {"Retry-After": str(error.retry_after)}
+    if wants_json():
+        message = "this device holds its share of items: pay for them or try again later"
+        return {"error": "too_many_holds", "message": message}, 429, headers
+    page = render_template("shop/too_many.html", error=error)
+    return page, 429, headers
+
+
 @bp.errorhandler(hold_checkout.PaymentUnavailable)
 def payment_unavailable(error: hold_checkout.PaymentUnavailable) -> Any:
     current_app.logger.warning("payment unavailable: %s", error)
@@ -121,6 +133,13 @@ def _mode(mode: str) -> Any:
     if current_app.config["PURCHASE_MODE"] != mode:
         abort(404)
     return current_app.config
+
+
+def _share() -> holds.Share:
+    """Return the share of holds of this request's client address."""
+    config = current_app.config
+    client = security.client_tag(security.client_address())
+    return holds.Share(client, config["HOLDS_PER_CLIENT"], config["HOLDS_PER_CLIENT_PER_MINUTE"])
 
 
 def _token(sku: str) -> str:

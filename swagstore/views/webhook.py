@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 from sqlalchemy.exc import OperationalError
 
-from .. import fulfilment, payments
+from .. import event_schema, fulfilment, payments
 
 bp = Blueprint("webhook", __name__)
 
@@ -16,19 +16,22 @@ def receive() -> tuple[dict, int]:
     # get_data() goes through MAX_CONTENT_LENGTH, so an oversized body is refused with 413.
     payload = request.get_data()
     try:
-        event = payments.gateway().construct_event(
-            payload, request.headers.get("Stripe-Signature")
-        )
+        body = payments.gateway().verify_event(payload, request.headers.get("Stripe-Signature"))
+        event = event_schema.check(body)
     except payments.BadSignature as e:
         return {"error": str(e)}, 400
+    except event_schema.Invalid as e:
+        return {"error": f"malformed event: {e}"}, 400
     except ValueError:
-        return {"error": "malformed event body"}, 400
+        return {"error": "malformed event body: not JSON"}, 400
     try:
         # Committed (durable: synchronous=FULL) when this returns, or nothing was.
-        result = fulfilment.apply(event.to_dict(for_json=True))
+        result = fulfilment.apply(event)
     except fulfilment.MalformedEvent as e:
-        return {"error": str(e)}, 400
+        return {"error": f"malformed event: {e}"}, 400
     except OperationalError as e:
-        current_app.logger.error("webhook %s not applied, Stripe will retry: %s", event.id, e.orig)
+        current_app.logger.error(
+            "webhook %s not applied, Stripe will retry: %s", event["id"], e.orig
+        )
         return {"error": "busy, try again"}, 503
     return {"outcome": result.outcome, "note": result.note}, 200
