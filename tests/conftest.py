@@ -363,7 +363,7 @@ class LiveServer:
         """Stop honcho, which stops web and worker (SIGTERM), or everything at once."""
         if self.proc is None:
             return
-        groups = self._groups()
+        groups, seen = self._groups(), self.processes()
         if sig == signal.SIGTERM:
             # honcho passes it on to each line's process group and waits for them.
             with contextlib.suppress(ProcessLookupError):
@@ -376,6 +376,11 @@ class LiveServer:
         for group in groups:  # anything a stuck honcho left behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
+        # Signals land at once but a loaded machine takes a moment to tear a process down:
+        # wait, so "nothing survived" is checked against processes that had time to die.
+        deadline = time.monotonic() + 15
+        while any(cmdline(pid) for pid in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.proc = None
 
     def kill(self) -> None:

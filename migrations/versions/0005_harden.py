@@ -1,15 +1,15 @@
 """Staff sessions that can be revoked, and the client address (pseudonym) of each hold.
 
-Revision ID: 0003_harden
-Revises: 0002_handover
+Revision ID: 0005_harden
+Revises: 0004_link_limit
 Create Date: 2026-12-03 17:25:01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_harden"
-down_revision = "0002_handover"
+revision = "0005_harden"
+down_revision = "0004_link_limit"
 branch_labels = None
 depends_on = None
 
