@@ -95,6 +95,11 @@ public: SCHEME := $(if $(TLS_CERT),https,http)
 public: $(VENV)/.installed
 	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || \
 		{ echo "make public needs nginx: sudo apt-get install -y nginx" >&2; exit 1; }
+	@if [ "$(SANDBOX)" != 1 ] && ! $(FLASK) check --only key 2>/dev/null; then \
+		echo "make public: refusing to open a booth that takes no money." \
+			"'make public SANDBOX=1' runs the offline sandbox anyway." >&2; \
+		exit 1; \
+	fi
 	$(FLASK) init-db
 	@echo
 	@echo "  Phones and Stripe: $${SWAGSTORE_PUBLIC_URL:-$(SCHEME)://$$($(BIN)/python deploy/nginx.py --lan-address):$(PUBLIC_PORT)}/"

@@ -138,7 +138,7 @@ def run_tasks_command(once: bool) -> None:
 @click.command("worker")
 @with_appcontext
 def worker_command() -> None:
-    """Run the background worker: outbox tasks, hold expiry, sandbox deliveries."""
+    """Run the background worker: outbox tasks, hold expiry, event polling, sandbox deliveries."""
     done = worker.run(
         current_app._get_current_object(),
         started=lambda: click.echo(f"Worker started (pid {os.getpid()}); Ctrl-C stops it."),

@@ -278,6 +278,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def wait_in_page(page, expression: str, arg=None, timeout: float = 30.0) -> None:
+    """Wait until a JavaScript expression is truthy in a page, polled from the test.
+
+    Not Playwright's wait_for_function: its polling evaluates the expression with eval,
+    which the store's Content-Security-Policy refuses; page.evaluate is not bound by it.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression, arg):
+        assert time.monotonic() < deadline, f"never true in the page: {expression}"
+        time.sleep(0.05)
+
+
 def cmdline(pid: int) -> str:
     """Return a process's command line with spaces, or "" once it is gone."""
     try:

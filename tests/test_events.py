@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from stripe_fixtures import make_event, make_session
 from test_fulfilment_live import link_for_sale, pay_all
 
 from conftest import STORE, both_databases, free_port, make_product
@@ -254,6 +257,13 @@ def refusing_stripe(request, tmp_path):
     handler = type(
         "Handler", (Refusing,), {"status": request.param, "body": REFUSALS[request.param]}
     )
+    with booth_against(handler, tmp_path) as app:
+        yield request.param, app
+
+
+@contextlib.contextmanager
+def booth_against(handler: type[BaseHTTPRequestHandler], tmp_path: Path) -> Iterator:
+    """Run an HTTP double of Stripe and a booth app (item x, link plink_1) that calls it."""
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     app = create_app(
@@ -272,7 +282,7 @@ def refusing_stripe(request, tmp_path):
     with app.app_context():
         db.session.add(PaymentLink(id="plink_1", sku="x", store=STORE, url="u", price_id="p"))
         db.session.commit()
-    yield request.param, app
+    yield app
     server.shutdown()
     server.server_close()
     with app.app_context():
@@ -307,3 +317,36 @@ def test_a_refusal_in_the_worker_job_is_one_logged_line(refusing_stripe, caplog)
         assert poller() == 0  # asked again: the same refusal is not logged twice
     assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
     assert caplog.records[0].getMessage().startswith("poller: " + EXPECTED[status])
+
+
+class OddEvents(Refusing):
+    """A Stripe double whose event list holds one event of a shape no handler can trust."""
+
+    status = 200
+
+    def do_GET(self) -> None:
+        if "ending_before" in self.path or "starting_after" in self.path:
+            self.body = {"object": "list", "data": [], "has_more": False}
+        else:
+            odd = make_event(make_session("x", STORE))
+            odd["data"]["object"]["amount_total"] = "lots"
+            good = make_event(make_session("x", STORE))
+            # Newest first, as Stripe lists them: the odd event came first.
+            self.body = {"object": "list", "data": [good, odd], "has_more": False}
+        super().do_GET()
+
+
+def test_a_malformed_polled_event_is_logged_and_passed_and_the_next_one_applied(tmp_path, caplog):
+    with booth_against(OddEvents, tmp_path) as app:
+        runner = app.test_cli_runner()
+        with caplog.at_level(logging.ERROR, logger="swagstore.events"):
+            first = runner.invoke(args=["poll-events", "--once"])
+        again = runner.invoke(args=["poll-events", "--once"])
+        with app.app_context():
+            sales = db.session.scalars(select(Sale.sku)).all()
+
+    assert (first.exit_code, first.output) == (0, "Events: 1 applied, 1 malformed.\n")
+    assert again.output == "Events: none.\n"  # the cursor moved past both
+    assert sales == ["x"]
+    (logged,) = [r.getMessage() for r in caplog.records]
+    assert "skipped, malformed: data.object.amount_total must be a whole number" in logged

@@ -113,13 +113,24 @@ def test_an_oversold_payment_has_no_code_and_reads_refunded(app):
     assert (view.state, view.oversold, view.code) == ("refunded", True, None)
 
 
+def authorized(sku: str = "tee-m") -> dict:
+    """Return an unpaid session whose PaymentIntent (expanded) awaits capture."""
+    session = make_session(sku, payment_status="unpaid")
+    session["payment_intent"] = {"id": session["payment_intent"], "status": "requires_capture"}
+    return session
+
+
 def test_a_void_and_a_delayed_payment_read_as_such(app):
     make_product(app, "tee-m", stock=1)
-    app.config["LINK_CAPTURE"] = "manual"
     pay(app)
-    voided = pay(app)
-    app.config["LINK_CAPTURE"] = "automatic"
-    waiting = pay(app, payment_status="unpaid")
+    voided = authorized()
+    with app.app_context():
+        assert fulfilment.apply(make_event(voided)).outcome == "applied"
+    # A delayed method: its PaymentIntent is neither captured nor awaiting capture.
+    waiting = make_session(payment_status="unpaid")
+    waiting["payment_intent"] = {"id": waiting["payment_intent"], "status": "processing"}
+    with app.app_context():
+        assert fulfilment.apply(make_event(waiting)).outcome == "applied"
     with app.app_context():
         assert pickup.buyer_view(voided["id"]).state == "voided"
         assert pickup.buyer_view(waiting["id"]).state == "pending"

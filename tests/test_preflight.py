@@ -368,8 +368,9 @@ def test_webhooks_need_an_endpoint_for_public_url_sending_every_handled_event(
     assert f"webhooks to {url}" in line(none.output, "events")
     assert line(none.output, "webhook") == (
         f"FAIL  webhook         no webhook endpoint for {url} on this account. Fix: add one in "
-        "the Dashboard (Developers > Webhooks) with the events listed in the README and set "
-        "its signing secret as STRIPE_WEBHOOK_SECRET, or poll instead (EVENT_SOURCE=poll)"
+        "the Dashboard (Developers > Webhooks) with the events listed in docs/payments.md "
+        "(Webhooks) and set its signing secret as STRIPE_WEBHOOK_SECRET, or poll instead "
+        "(EVENT_SOURCE=poll)"
     )
     unsent = sorted(set(fulfilment.HANDLERS) - {"checkout.session.completed"})
     expected = (

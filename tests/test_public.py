@@ -144,7 +144,7 @@ def test_make_public_serves_on_every_interface_keeps_gunicorn_on_loopback_and_st
         "GUNICORN_CMD_ARGS": "--access-logfile /dev/null",
     }
     make = subprocess.Popen(
-        ["make", "--no-print-directory", "public", f"PORT={port}"],
+        ["make", "--no-print-directory", "public", f"PORT={port}", "SANDBOX=1"],
         cwd=ROOT,
         env=env,
         start_new_session=True,

@@ -38,7 +38,7 @@ def test_a_read_only_transaction_refuses_to_write_and_leaves_the_connection_writ
         # The pooled connection read-only a moment ago writes in the next transaction.
         db.session.execute(insert(Setting).values(key="k", value="v"))
         db.session.commit()
-        assert db.session.scalar(select(Setting.value)) == "v"
+        assert db.session.scalar(select(Setting.value).where(Setting.key == "k")) == "v"
 
 
 def test_read_only_inside_a_transaction_reads_in_it_and_keeps_it_open(app):
@@ -46,9 +46,9 @@ def test_read_only_inside_a_transaction_reads_in_it_and_keeps_it_open(app):
     with app.app_context():
         db.session.execute(insert(Setting).values(key="k", value="v"))
         with read_only():
-            assert db.session.scalar(select(Setting.value)) == "v"
+            assert db.session.scalar(select(Setting.value).where(Setting.key == "k")) == "v"
         db.session.commit()
-        assert db.session.scalar(select(Setting.value)) == "v"
+        assert db.session.scalar(select(Setting.value).where(Setting.key == "k")) == "v"
 
 
 @pytest.fixture

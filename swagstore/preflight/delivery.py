@@ -62,9 +62,9 @@ def check_webhook_endpoint(setup: Setup, endpoints: list[Any]) -> Result:
         return fail(
             name,
             f"no webhook endpoint for {url} on this account",
-            "add one in the Dashboard (Developers > Webhooks) with the events listed in the "
-            "README and set its signing secret as STRIPE_WEBHOOK_SECRET, or poll instead "
-            "(EVENT_SOURCE=poll)",
+            "add one in the Dashboard (Developers > Webhooks) with the events listed in "
+            "docs/payments.md (Webhooks) and set its signing secret as "
+            "STRIPE_WEBHOOK_SECRET, or poll instead (EVENT_SOURCE=poll)",
         )
     enabled = [e for e in mine if getattr(e, "status", "enabled") == "enabled"]
     if not enabled:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from conftest import ADMIN_PASSWORD, STORE, make_product
+from conftest import ADMIN_PASSWORD, STORE, make_product, wait_in_page
 from swagstore import inventory
 from swagstore.models import db
 
@@ -124,6 +124,6 @@ def test_the_watch_sees_a_violation_when_there_is_one(app, sandbox, watched):
         """document.body.insertAdjacentHTML("beforeend", "<p style='color:red'>x</p>")"""
     )
     page.evaluate("""document.body.insertAdjacentHTML("beforeend", "<img src=x onerror='1'>")""")
-    page.wait_for_function("window.__csp.length >= 2")
+    wait_in_page(page, "window.__csp.length >= 2")
     found = " ".join(watched.violations())
     assert "style-src-attr" in found and "script-src-attr" in found

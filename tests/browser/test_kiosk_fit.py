@@ -11,7 +11,7 @@ import zxingcpp
 from PIL import Image
 from playwright.sync_api import Browser, expect
 
-from conftest import STORE, LiveServer, make_item
+from conftest import STORE, LiveServer, make_item, wait_in_page
 from swagstore import catalog
 from swagstore.models import PaymentLink, db
 
@@ -136,7 +136,8 @@ def test_every_item_fits_the_screen_and_every_code_reads(browser: Browser, booth
         for width, height in SCREENS:
             screen = f"{len(links)} items at {width}x{height}"
             page.set_viewport_size({"width": width, "height": height})
-            page.wait_for_function(
+            wait_in_page(
+                page,
                 "([w, h]) => innerWidth === w && innerHeight === h"
                 " && [...document.images].every((i) => i.complete && i.naturalWidth)",
                 arg=[width, height],

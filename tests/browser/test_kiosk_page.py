@@ -15,7 +15,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect
 from sqlalchemy import select
 
-from conftest import ROOT, STORE, LiveServer, make_product
+from conftest import ROOT, STORE, LiveServer, make_product, wait_in_page
 from swagstore import catalog, inventory
 from swagstore.models import PaymentLink, db, utcnow
 
@@ -141,8 +141,9 @@ def test_every_qr_code_on_screen_reads_back_as_its_buy_url(
     try:
         open_kiosk(page, server)
         expect(page.locator(".variant .qr")).to_have_count(len(demo_catalog))
-        page.wait_for_function(
-            "[...document.querySelectorAll('img.qr')].every(i => i.complete && i.naturalWidth)"
+        wait_in_page(
+            page,
+            "[...document.querySelectorAll('img.qr')].every(i => i.complete && i.naturalWidth)",
         )
         png = screenshot(page, f"kiosk-qr-{mode}")
         wanted = {
@@ -221,12 +222,12 @@ def test_a_payment_link_made_later_shows_up_without_a_reload(app, page, demo_cat
 
         add_link(app, "mug", "https://buy.stripe.com/test_mugFirst0001", "plink_a")
         expect(mug.locator(".qr")).to_be_visible()
-        page.wait_for_function("document.querySelector('[data-sku=mug] img.qr').naturalWidth > 0")
+        wait_in_page(page, "document.querySelector('[data-sku=mug] img.qr')?.naturalWidth > 0")
         assert read_tile(mug.locator(".tile")) == ["https://buy.stripe.com/test_mugFirst0001"]
 
         add_link(app, "mug", "https://buy.stripe.com/test_mugSecond002", "plink_b")
         expect(mug).to_have_attribute("data-buy-url", "https://buy.stripe.com/test_mugSecond002")
-        page.wait_for_function("document.querySelector('[data-sku=mug] img.qr').naturalWidth > 0")
+        wait_in_page(page, "document.querySelector('[data-sku=mug] img.qr')?.naturalWidth > 0")
         assert read_tile(mug.locator(".tile")) == ["https://buy.stripe.com/test_mugSecond002"]
         expect(page.locator(".variant .pending")).to_have_count(len(demo_catalog) - 1)
     finally:
