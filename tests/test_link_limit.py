@@ -267,7 +267,14 @@ def _failed(app) -> bool:
 
 @pytest.mark.parametrize(
     "sandbox_env",
-    [{"SWAGSTORE_WORKER_TASKS": "false", "SWAGSTORE_SANDBOX_DELIVER": "false"}],
+    # No deliveries and no polling worker: the events wait until the test polls.
+    [
+        {
+            "SWAGSTORE_WORKER_TASKS": "false",
+            "SWAGSTORE_SANDBOX_DELIVER": "false",
+            "SWAGSTORE_EVENT_SOURCE": "webhook",
+        }
+    ],
 )
 def test_sales_stripe_counted_but_the_store_has_not_heard_of_are_not_sold_again(
     app, runner, sandbox
