@@ -26,6 +26,7 @@ import contextlib
 import glob
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -253,9 +254,20 @@ def race(
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Return a port free on every interface, below the kernel's range for outgoing ports.
+
+    Port 0 would give one from that range (32768-60999 on Linux), where any outgoing
+    connection of a parallel test may take it before the server binds it. A random pick
+    below, checked by binding it, collides with another test process only by chance.
+    """
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
 
 
 def descendants(pid: int) -> list[int]:

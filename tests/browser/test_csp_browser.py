@@ -8,6 +8,7 @@ and every staff page, and checks both stay empty while the pages do their work.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -57,8 +58,17 @@ def watched(browser: Browser) -> Iterator[Watched]:
     context.close()
 
 
-def style_of(page: Page, selector: str, prop: str) -> str:
-    return page.eval_on_selector(selector, f"el => getComputedStyle(el).{prop}")
+def style_of(page: Page, selector: str, prop: str, want: str) -> str:
+    """Return an element's computed style once it is `want`, or what it is after 10 s.
+
+    A stylesheet may still be on its way when the element shows on a loaded machine.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        got = page.eval_on_selector(selector, f"el => getComputedStyle(el).{prop}")
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
 
 
 def test_kiosk_shop_sandbox_and_error_pages_work_with_no_violation(app, sandbox, watched):
@@ -79,17 +89,19 @@ def test_kiosk_shop_sandbox_and_error_pages_work_with_no_violation(app, sandbox,
     # A visitor: a sold-out item, then a purchase through the sandbox's checkout page.
     page.goto(sandbox.url + "/buy/mug")
     expect(page.get_by_role("heading", name="Sorry, mug is sold out")).to_be_visible()
-    assert style_of(page, "body", "fontSize") == "18px"  # static/shop.css applied
+    assert style_of(page, "body", "fontSize", "18px") == "18px"  # static/shop.css applied
     page.goto(sandbox.url + "/buy/tee-m")
     expect(page.get_by_text("SANDBOX: no real payments")).to_be_visible()
-    assert style_of(page, ".banner", "backgroundColor") == "rgb(255, 212, 59)"  # sandbox.css
+    assert (
+        style_of(page, ".banner", "backgroundColor", "rgb(255, 212, 59)") == "rgb(255, 212, 59)"
+    )  # sandbox.css
     page.get_by_role("button", name="Pay").first.click()
     # The buyer's page: it follows the sale until it lands, then shows the pickup code.
     expect(page.get_by_role("heading", name="Ready to collect")).to_be_visible()
 
     page.goto(sandbox.url + "/no-such-page")
     expect(page.get_by_role("heading", name="Not Found")).to_be_visible()
-    assert style_of(page, "main", "maxWidth") == "512px"  # static/error.css applied
+    assert style_of(page, "main", "maxWidth", "512px") == "512px"  # static/error.css applied
     assert watched.violations() == []
     # The only console errors are the sold-out page's 409 and the 404s (the error page, and
     # the sandbox page's favicon.ico) themselves.
@@ -104,7 +116,9 @@ def test_every_staff_page_works_with_no_violation(app, sandbox, watched):
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Stock")).to_be_visible()
-    assert style_of(page, "table", "borderCollapse") == "collapse"  # static/admin.css applied
+    assert (
+        style_of(page, "table", "borderCollapse", "collapse") == "collapse"
+    )  # static/admin.css applied
     row = page.locator("#item-tee-m")
     row.get_by_label("units to add to tee-m").fill("2")
     row.get_by_role("button", name="+ Restock").click()
