@@ -168,28 +168,27 @@ class Pickup:
     card: str = ""  # "visa ····4242" when Stripe told us the card
 
 
+# What a pickup shows, and which sales wait at the table: one definition for the list and
+# for the guarded UPDATE that hands a sale over.
+PICKUP_COLUMNS = (
+    Sale.id,
+    Sale.pickup_code,
+    Sale.sku,
+    Sale.quantity,
+    Sale.amount,
+    Sale.currency,
+    Sale.created_at,
+)
+WAITING = (Sale.kind == "card", Sale.status == "fulfilled", Sale.handed_over_at.is_(None))
+
+
 def to_hand_over(store: str, *, limit: int = 200) -> list[Pickup]:
     """List a store's paid card sales not yet handed over, newest first."""
     labels = offer.item_labels(store)
     rows = db.session.execute(
-        select(
-            Sale.id,
-            Sale.pickup_code,
-            Sale.sku,
-            Sale.quantity,
-            Sale.amount,
-            Sale.currency,
-            Sale.created_at,
-            CardPayment.brand,
-            CardPayment.last4,
-        )
+        select(*PICKUP_COLUMNS, CardPayment.brand, CardPayment.last4)
         .outerjoin(CardPayment, CardPayment.payment_intent_id == Sale.payment_intent_id)
-        .where(
-            Sale.store == store,
-            Sale.kind == "card",
-            Sale.status == "fulfilled",
-            Sale.handed_over_at.is_(None),
-        )
+        .where(Sale.store == store, *WAITING)
         .order_by(Sale.created_at.desc(), Sale.id.desc())
         .limit(limit)
     )
@@ -212,23 +211,9 @@ def hand_over(sale_id: int, store: str, *, actor: str) -> Pickup:
     """Record that a paid card sale's units crossed the table, once: a guarded UPDATE."""
     row = db.session.execute(
         update(Sale)
-        .where(
-            Sale.id == sale_id,
-            Sale.store == store,
-            Sale.kind == "card",
-            Sale.status == "fulfilled",
-            Sale.handed_over_at.is_(None),
-        )
+        .where(Sale.id == sale_id, Sale.store == store, *WAITING)
         .values(handed_over_at=utcnow(), handed_over_by=actor, updated_at=utcnow())
-        .returning(
-            Sale.id,
-            Sale.pickup_code,
-            Sale.sku,
-            Sale.quantity,
-            Sale.amount,
-            Sale.currency,
-            Sale.created_at,
-        )
+        .returning(*PICKUP_COLUMNS)
         .execution_options(synchronize_session=False)
     ).one_or_none()
     if row is None:
