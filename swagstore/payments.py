@@ -1,8 +1,9 @@
 """The one door to Stripe: a thin gateway over `stripe.StripeClient` (`client.v1.*`).
 
 No other module imports `stripe`. Callers get plain Stripe objects back (attribute access,
-not dicts) and two kinds of error: `Transient` (retry later, same idempotency key) and
-`Rejected` (Stripe said no for good; retrying will not help).
+not dicts) and two kinds of error: `Transient` (retry later, with the same idempotency key
+unless `key_spent`: Stripe kept the 500 under it) and `Rejected` (Stripe said no for good;
+retrying will not help).
 
 Transport: with STRIPE_API_BASE set the SDK talks HTTP to it (Stripe, stripe-mock, or a
 live server's `/sandbox`). In sandbox mode without it, `InProcessClient` hands each request
@@ -76,6 +77,19 @@ class PaymentsError(Exception):
 
 class Transient(PaymentsError):
     """Stripe could not be reached or had a passing fault: try again later."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        status: int | None = None,
+        *,
+        key_spent: bool = False,
+    ):
+        super().__init__(message, code, status)
+        # Stripe kept this failure under the idempotency key for 24 hours: a retry with the
+        # same key would only replay it, so the next attempt needs a new one.
+        self.key_spent = key_spent
 
 
 class Rejected(PaymentsError):
@@ -306,8 +320,16 @@ def _call(method: Callable[[P, stripe.RequestOptions], T], params: P, key: str |
         status = e.http_status
         # 409 is an idempotency key still in flight; 5xx is Stripe's own fault.
         if status is None or status >= 500 or status == 409:
-            raise Transient(_message(e), e.code, status) from e
+            spent = bool(key) and status is not None and status >= 500 and _kept(e.headers or {})
+            raise Transient(_message(e), e.code, status, key_spent=spent) from e
         raise Rejected(_message(e), e.code, status) from e
+
+
+def _kept(headers: Mapping[str, str]) -> bool:
+    """Tell whether Stripe kept a 5xx under its idempotency key (a replay, or no retry)."""
+    named = {name.lower(): value.lower() for name, value in headers.items()}
+    replayed = named.get("idempotent-replayed") == "true"
+    return replayed or named.get("stripe-should-retry") == "false"
 
 
 def _message(error: stripe.StripeError) -> str:

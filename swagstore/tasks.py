@@ -1,9 +1,10 @@
 """The outbox: Stripe side effects written in the same transaction as their cause.
 
 A task row is queued with the stock change that needs it and run after that transaction
-commits, outside any transaction, with a Stripe idempotency key derived from its id. The
-background worker (worker.py, or `flask run-tasks`) claims due tasks with a guarded UPDATE
-and a lease, so two runners never run the same task at once and a crashed runner's task is
+commits, outside any transaction, with a Stripe idempotency key derived from its id (and
+a new round of keys once Stripe has kept a failure under the last one). The background
+worker (worker.py, or `flask run-tasks`) claims due tasks with a guarded UPDATE and a
+lease, so two runners never run the same task at once and a crashed runner's task is
 picked up when its lease lapses.
 """
 
@@ -99,6 +100,9 @@ def _forget_stale_links(session: Session) -> None:
 def idempotency_key(task: Claimed, *parts: object) -> str:
     """Return the Stripe idempotency key of a task's call: install id, store, task id."""
     store = task.args.get("store") or current_app.config["STORE_ID"]
+    if task.args.get("key_round"):
+        # Stripe kept a failure under the earlier key (see _retry); this round starts afresh.
+        parts = (*parts, "round", task.args["key_round"])
     return models.idempotency_key(store, "task", task.id, *parts)
 
 
@@ -165,7 +169,7 @@ def run(task: Claimed) -> str:
         runner(task)
     except payments.Transient as e:
         db.session.rollback()
-        return _retry(task, str(e))
+        return _retry(task, str(e), new_key=e.key_spent)
     except payments.Rejected as e:
         db.session.rollback()
         reason = f"Stripe refused: {e}" + (f" ({e.code})" if e.code else "")
@@ -213,8 +217,13 @@ def backoff_seconds(attempts: int) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def _retry(task: Claimed, error: str) -> str:
+def _retry(task: Claimed, error: str, new_key: bool = False) -> str:
     delay = backoff_seconds(task.attempts) * current_app.config["TASK_BACKOFF_SCALE"]
+    values: dict[str, Any] = {}
+    if new_key:
+        # Safe because every task checks the object's state when Stripe refuses its call
+        # (already captured, cancelled or refunded), whatever the earlier key did.
+        values["args"] = {**task.args, "key_round": task.args.get("key_round", 0) + 1}
     db.session.execute(
         update(Task)
         .where(Task.id == task.id, Task.status == "running")
@@ -223,6 +232,7 @@ def _retry(task: Claimed, error: str) -> str:
             run_after=utcnow() + timedelta(seconds=delay),
             locked_until=None,
             last_error=error,
+            **values,
         )
     )
     db.session.commit()

@@ -215,6 +215,25 @@ def test_stripe_failing_with_500s_and_timeouts_is_retried_and_nothing_is_done_tw
     assert retried, "no task was retried: the faults never hit"
 
 
+def test_a_refund_whose_500_stripe_keeps_under_the_key_is_retried_with_a_new_key(
+    app, runner, sandbox
+):
+    link = link_for_sale(app, runner, stock=1)
+    sessions = [sandbox.open_session(link) for _ in range(3)]
+    # The endpoint starts and fails: Stripe keeps that 500 under the idempotency key for a
+    # day, so a retry with the same key would replay it until then.
+    sandbox.fault("/v1/refunds", count=2, mode="crash")
+
+    pay_all(sandbox, sessions)
+
+    assert_books_balance(app, sandbox, "automatic", sold=1, lost=2)
+    with app.app_context():
+        rounds = db.session.scalars(
+            select(Task.args["key_round"].as_integer()).where(Task.kind == "refund")
+        ).all()
+    assert rounds == [1, 1]
+
+
 def signed(app, event: dict) -> tuple[bytes, dict[str, str]]:
     payload = json.dumps(event).encode()
     with app.app_context():

@@ -224,6 +224,21 @@ def test_sdk_retries_a_server_error_with_the_same_key_and_creates_once(app, sand
     assert error.value.status == 500
 
 
+def test_a_500_kept_under_the_key_says_the_key_is_spent(app, sandbox):
+    sandbox.fault("/v1/products", count=1, mode="crash")
+    with app.app_context():
+        gw = payments.gateway()
+        for _ in range(2):  # the failure, then its replay
+            with pytest.raises(payments.Transient) as kept:
+                gw.create_product({"name": "Cap"}, "cap-kept")
+            assert (kept.value.status, kept.value.key_spent) == (500, True)
+        sandbox.fault("/v1/products", count=3)
+        with pytest.raises(payments.Transient) as passing:
+            gw.create_product({"name": "Cap"}, "cap-passing")
+    assert (passing.value.status, passing.value.key_spent) == (500, False)
+    assert sandbox.api("GET", "products").json()["data"] == []
+
+
 def test_a_timed_out_call_is_retried_and_replayed_not_done_twice(app, sandbox):
     app.config["STRIPE_TIMEOUT"] = 1
     sandbox.fault("/v1/refunds", count=1, mode="timeout", seconds=3)
