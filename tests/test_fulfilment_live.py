@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -335,8 +336,12 @@ def test_reconcile_applies_paid_sessions_the_app_never_heard_of(app, runner, san
     assert result.exit_code == 0, result.output
     assert "3 applied" in result.output
     assert "none" in again.output
-    assert "3 ignored" in late.output
+    # The three sessions come again and are ignored; the refund's events, if the worker
+    # has refunded by now, may come too.
+    ignored = re.search(r"(\d+) ignored", late.output)
+    assert late.exit_code == 0 and ignored and int(ignored[1]) >= 3, late.output
     state = assert_books_balance(app, sandbox, capture, sold=2, lost=1)
+    assert len(state["sales"]) == 3
     assert state["on_hand"] == 0
 
 
