@@ -136,7 +136,15 @@ class _Named:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                return method(*args, **kwargs)
+                try:
+                    return method(*args, **kwargs)
+                except payments.Transient as e:
+                    if not e.key_spent:
+                        raise
+                    # Stripe replays a 500 it kept to its key for a day. Once more under a
+                    # successor key (every keyed method takes its key last), itself derived,
+                    # so a rerun after a crash still replays the call rather than repeat it.
+                    return method(*args[:-1], f"{args[-1]}-again", **kwargs)
             except payments.PaymentsError as e:
                 raise _CallFailed(name, e) from e
 

@@ -166,6 +166,20 @@ def test_an_item_stripe_refuses_is_named_and_the_others_still_sync(app, runner, 
         assert current_link("zip").active
 
 
+def test_a_create_whose_500_stripe_keeps_is_made_once_under_a_successor_key(app, runner, sandbox):
+    make_product(app, "tee-m")
+    # Stripe started the create and failed; it replays that 500 to the key for a day.
+    sandbox.fault("/v1/products", count=1, mode="crash")
+    result = runner.invoke(args=["sync-stripe"])
+    assert result.exit_code == 0, result.output
+    assert "tee-m: created product, price, link" in result.output
+    again = runner.invoke(args=["sync-stripe"])
+    assert again.exit_code == 0, again.output
+    assert len(sandbox.api("GET", "products").json()["data"]) == 1
+    with app.app_context():
+        assert current_link("tee-m").active
+
+
 def test_a_stock_change_during_the_link_call_still_leaves_the_link_matching_stock(
     app, runner, sandbox
 ):
