@@ -172,6 +172,20 @@ def _check_config(app: Flask) -> None:
         )
     for key in ("TASK_LEASE_SECONDS", "TASK_BACKOFF_SCALE", "POLL_SECONDS", "WORKER_IDLE_SECONDS"):
         app.config[key] = float(app.config[key])
+    for key in ("SANDBOX_DELIVER", "WORKER_TASKS", "STRIPE_CALL_GUARD"):
+        app.config[key] = _switch(key, app.config[key])
+
+
+def _switch(key: str, value: Any) -> bool | None:
+    """Read an on/off setting; an environment's `False` or `off` is not the truthy text."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{key} must be true or false, not {value!r}")
 
 
 def _instance_secret(app: Flask) -> str:

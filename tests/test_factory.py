@@ -52,6 +52,24 @@ def test_bad_settings_refuse_to_start(app_config, key, value, message):
         create_app({**app_config, key: value})
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"), [("false", False), ("False", False), ("off", False), ("1", True)]
+)
+def test_an_on_off_setting_from_the_environment_means_what_it_says(
+    monkeypatch, tmp_path, text, expected
+):
+    # from_prefixed_env reads JSON: "false" is False, but "False" or "off" stay text, which
+    # Python counts as true.
+    monkeypatch.setenv("SWAGSTORE_WORKER_TASKS", text)
+    monkeypatch.setenv("SWAGSTORE_SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path}/x.sqlite")
+    assert create_app().config["WORKER_TASKS"] is expected
+
+
+def test_an_on_off_setting_that_is_neither_refuses_to_start(app_config):
+    with pytest.raises(ValueError, match="SANDBOX_DELIVER must be true or false, not 'maybe'"):
+        create_app({**app_config, "SANDBOX_DELIVER": "maybe"})
+
+
 def test_sqlite_connections_are_durable_and_strict(app):
     with app.app_context():
         pragma = {
