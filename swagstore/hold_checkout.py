@@ -43,6 +43,7 @@ class SoldOut:
     """No unit to hold; what else the store has in stock."""
 
     sku: str
+    name: str
     others: list[offer.Offer]
 
 
@@ -165,8 +166,9 @@ def open_intent(
 def sold_out(sku: str, store: str) -> SoldOut:
     """Describe a sold-out item with the other items still in stock."""
     with read_only():
+        product = db.session.get(Product, sku)
         others = offer.in_stock(store, except_sku=sku)
-    return SoldOut(sku, others)
+    return SoldOut(sku, product.name if product else sku, others)
 
 
 def end_on_stripe(hold_id: int, key: str) -> str:

@@ -88,7 +88,7 @@ def test_kiosk_shop_sandbox_and_error_pages_work_with_no_violation(app, sandbox,
 
     # A visitor: a sold-out item, then a purchase through the sandbox's checkout page.
     page.goto(sandbox.url + "/buy/mug")
-    expect(page.get_by_role("heading", name="Sorry, mug is sold out")).to_be_visible()
+    expect(page.get_by_role("heading", name="Sorry, Booth mug is sold out")).to_be_visible()
     assert style_of(page, "body", "fontSize", "18px") == "18px"  # static/shop.css applied
     page.goto(sandbox.url + "/buy/tee-m")
     expect(page.get_by_text("SANDBOX: no real payments")).to_be_visible()

@@ -250,7 +250,7 @@ def test_a_price_stripe_refuses_is_a_dead_end_said_plainly(booth, browser):
             # Its siblings, for comparison: sold out, and an unknown item.
             answer = page.goto(booth.url + "/buy/cap")
             assert answer.status == 409
-            in_view(page, page.get_by_role("heading", name="Sorry, cap is sold out"))
+            in_view(page, page.get_by_role("heading", name="Sorry, Booth cap is sold out"))
             shoot(page, "shop-sold-out")
             answer = page.goto(booth.url + "/buy/nothing-here")
             assert answer.status == 404
