@@ -38,7 +38,20 @@ install: install-test install-lint
 # when the recipe runs (after the venv exists).
 DEV_URL_OF_HOST = $(shell $(BIN)/python -m swagstore.lan $(HOST) $(PORT))
 
+# True when a Stripe key is configured (instance/config.py or SWAGSTORE_STRIPE_SECRET_KEY).
+HAS_KEY = $(BIN)/python -c "import sys; from swagstore import create_app; \
+	sys.exit(0 if create_app().config['STRIPE_SECRET_KEY'] else 1)" 2>/dev/null
+
 dev: $(VENV)/.installed
+	@# The rehearsal's sync would point the key's real payment links at this laptop's
+	@# loopback address, where no phone can reach the after-payment page.
+	@if $(HAS_KEY); then \
+		echo "make dev: a Stripe key is set (instance/config.py or SWAGSTORE_STRIPE_SECRET_KEY)." \
+			"make dev is the offline rehearsal: with the key it would re-point that account's" \
+			"payment links at this laptop. Open the booth with 'make run'; to rehearse, move" \
+			"the key out of the way first." >&2; \
+		exit 1; \
+	fi
 	$(eval DEV_URL := $(or $(SWAGSTORE_PUBLIC_URL),$(DEV_URL_OF_HOST)))
 	$(FLASK) init-db
 	$(FLASK) load-catalog instance/catalog.toml
@@ -79,16 +92,22 @@ format: $(VENV)/.installed-lint
 	$(BIN)/ruff check --fix .
 
 # The booth: gunicorn and the worker from the Procfile (honcho); Ctrl-C stops both. With no
-# Stripe key the store would be its offline sandbox, a shop that takes no money: make run
-# refuses, unless SANDBOX=1 asks for exactly that (a rehearsal).
+# usable Stripe key the store would be its offline sandbox, a shop that takes no money:
+# make run refuses, unless SANDBOX=1 asks for exactly that (a rehearsal). It listens on
+# 127.0.0.1:PORT (an exported SWAGSTORE_BIND wins).
+run: BIND := $(or $(SWAGSTORE_BIND),127.0.0.1:$(PORT))
 run: $(VENV)/.installed
 	@if [ "$(SANDBOX)" != 1 ] && ! $(FLASK) check --only key 2>/dev/null; then \
-		echo "make run: refusing to open a booth that takes no money." \
-			"'make run SANDBOX=1' runs the offline sandbox anyway." >&2; \
+		echo "make run: no usable Stripe key (the key line above says why), and a booth" \
+			"without one takes no money. 'make run SANDBOX=1' runs the offline sandbox anyway." >&2; \
 		exit 1; \
 	fi
 	$(FLASK) init-db
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	@echo
+	@echo "  Kiosk:  http://$(BIND)/"
+	@echo "  Staff:  http://$(BIND)/admin"
+	@echo
+	SWAGSTORE_BIND=$(BIND) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 # The booth as phones and Stripe reach it: nginx on every interface at PORT (8080 unless
 # given) in front of gunicorn on loopback, and the worker (Procfile.public); Ctrl-C or

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 
 bind = os.environ.get("SWAGSTORE_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("SWAGSTORE_WORKERS", "2"))
@@ -25,6 +26,23 @@ control_socket_disable = True
 accesslog = "-"
 # No query strings or headers in the log: they may carry session ids.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+
+
+def on_starting(server):
+    """Refuse to start beside another booth already answering on the same address."""
+    # reuse_port (above) would let a second `make run` share the port without a word, and
+    # two booths would then take turns answering the kiosk.
+    host, _, port = bind.rpartition(":")
+    if not port.isdigit():
+        return
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.settimeout(1)
+        if probe.connect_ex((host, int(port))) == 0:
+            raise SystemExit(
+                f"{bind} is already in use: is the booth already running (another make run)? "
+                "Stop it first, or give this one another PORT."
+            )
 
 
 def post_worker_init(worker):

@@ -209,3 +209,28 @@ def wait_for_worker(port: int) -> dict:
         if health["worker"]["ok"] or time.monotonic() > deadline:
             return health
         time.sleep(0.5)
+
+
+def test_make_dev_with_a_stripe_key_set_refuses_and_touches_nothing(tmp_path):
+    # A rehearsal on the booth laptop the morning after the key went in: its sync would
+    # point the account's real payment links at this laptop's loopback address.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWAGSTORE_")}
+    env.update(
+        SWAGSTORE_STRIPE_SECRET_KEY="rk_live_booth",
+        SWAGSTORE_STRIPE_API_BASE="http://127.0.0.1:9",
+        SWAGSTORE_SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'booth.sqlite'}",
+        SWAGSTORE_SECRET_KEY="dev-test",
+    )
+    done = subprocess.run(
+        ["make", "dev", f"PORT={free_port()}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode != 0
+    assert "make dev: a Stripe key is set" in done.stderr
+    assert "Open the booth with 'make run'" in done.stderr
+    assert "sync-stripe" not in done.stdout
+    assert not (tmp_path / "booth.sqlite").exists(), "init-db ran"

@@ -40,9 +40,24 @@ def test_make_run_without_a_key_refuses_and_starts_nothing(tmp_path):
     )
     assert done.returncode != 0
     assert "FAIL  key             no STRIPE_SECRET_KEY" in done.stdout
-    assert "make run: refusing to open a booth that takes no money." in done.stderr
+    assert "make run: no usable Stripe key" in done.stderr
     assert "'make run SANDBOX=1' runs the offline sandbox anyway." in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "booth.sqlite").exists(), "init-db ran: the booth was started"
+
+
+def test_make_run_with_a_malformed_key_names_the_key_not_a_missing_one(tmp_path):
+    done = subprocess.run(
+        ["make", "run"],
+        cwd=ROOT,
+        env=booth_env(tmp_path, free_port(), STRIPE_SECRET_KEY="sk_tset_typo"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode != 0
+    assert "FAIL  key" in done.stdout and "no Stripe key" in done.stdout
+    assert "make run: no usable Stripe key (the key line above says why)" in done.stderr
     assert not (tmp_path / "booth.sqlite").exists(), "init-db ran: the booth was started"
 
 
@@ -99,3 +114,49 @@ def test_make_run_starts_the_booth_with_a_key_or_when_the_sandbox_is_asked_for(
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
+
+
+def test_a_second_make_run_on_the_same_port_refuses_and_leaves_the_first_alone(tmp_path):
+    port = free_port()
+    key = {"STRIPE_SECRET_KEY": "sk_test_booth", "STRIPE_API_BASE": "http://127.0.0.1:9"}
+    env = booth_env(tmp_path, port, **key)
+    # PORT names the port: no SWAGSTORE_BIND needed, and make run says where it listens.
+    env.pop("SWAGSTORE_BIND")
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(
+            ["make", "run", f"PORT={port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert first.poll() is None, log.read_text()
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        assert f"Kiosk:  http://127.0.0.1:{port}/" in log.read_text()
+        second = subprocess.run(
+            ["make", "run", f"PORT={port}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert second.returncode != 0
+        said = second.stdout + second.stderr
+        assert f"127.0.0.1:{port} is already in use" in said
+        assert "Traceback" not in said
+        assert first.poll() is None
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    finally:
+        os.killpg(first.pid, signal.SIGINT)
+        first.wait(timeout=60)
