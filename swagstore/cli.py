@@ -77,6 +77,8 @@ def load_catalog_command(path: str, reset_stock: bool) -> None:
         f"{len(result.updated)} updated, {len(result.unchanged)} unchanged, "
         f"{len(result.restocked)} stock reset."
     )
+    if result.added or result.updated:
+        click.echo("New or changed items reach Stripe with: flask --app swagstore sync-stripe")
 
 
 @click.command("report")
@@ -128,8 +130,8 @@ def run_tasks_command(once: bool) -> None:
     lease = current_app.config["TASK_LEASE_SECONDS"]
     while True:
         ran = tasks.run_round(lease)
-        if ran:
-            click.echo(f"Ran {ran} task(s).")
+        if ran or once:
+            click.echo(f"Ran {ran} task(s)." if ran else "No task was due.")
         if once:
             return
         time.sleep(current_app.config["WORKER_IDLE_SECONDS"])
@@ -143,7 +145,9 @@ def worker_command() -> None:
         current_app._get_current_object(),
         started=lambda: click.echo(f"Worker started (pid {os.getpid()}); Ctrl-C stops it."),
     )
-    click.echo(f"Worker stopped after {done} tasks run, sessions expired, events delivered.")
+    click.echo(
+        f"Worker stopped after {done} jobs (tasks run, sessions expired, events delivered)."
+    )
 
 
 @click.command("poll-events")

@@ -76,10 +76,12 @@ def test_reload_keeps_stock_unless_reset(app, runner, tmp_path):
     assert same.exit_code == 0, same.output
     assert "  tee-m: unchanged\n  mug: unchanged\n" in same.output
     assert "0 new, 0 updated, 2 unchanged, 0 stock reset" in same.output
+    assert "sync-stripe" not in same.output  # nothing new for Stripe
     changed = write(tmp_path, GOOD.replace("price = 2500", "price = 2700"))
     result = runner.invoke(args=["load-catalog", changed])
     assert result.exit_code == 0, result.output
     assert "  tee-m: updated\n  mug: unchanged\n" in result.output
+    assert "reach Stripe with: flask --app swagstore sync-stripe" in result.output
     with app.app_context():
         assert db.session.get(Stock, ("tee-m", STORE)).on_hand == 17
         assert db.session.get(Product, "tee-m").price == 2700

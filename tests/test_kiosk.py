@@ -90,6 +90,19 @@ def test_item_without_a_payment_link_says_not_on_sale_yet(app, client):
     assert client.get("/qr/tee-m.svg").status_code == 404
 
 
+def test_every_item_off_sale_says_so_without_a_command_for_visitors(app, client):
+    assert "load-catalog" in client.get("/").get_data(as_text=True)  # a store with no catalog
+    make_product(app, "tee-m", stock=10)
+    make_product(app, "mug", stock=2)
+    with app.app_context():
+        for sku in ("tee-m", "mug"):
+            assert inventory.take_off_sale(sku, STORE) is not None
+        db.session.commit()
+    html = client.get("/").get_data(as_text=True)
+    assert "Nothing on sale right now." in html
+    assert "load-catalog" not in html and "Nothing on sale yet" not in html
+
+
 def test_no_sandbox_banner_with_a_stripe_key(app_config, app):
     live = create_app({**app_config, "STRIPE_SECRET_KEY": "sk_test_123"})
     assert "SANDBOX" not in live.test_client().get("/").get_data(as_text=True)

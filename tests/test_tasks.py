@@ -144,3 +144,8 @@ def test_a_task_nobody_knows_how_to_run_is_failed_with_the_reason(app):
     failed = task(app, task_id)
     assert failed.status == "failed"
     assert "teleport" in failed.last_error
+
+
+def test_run_tasks_once_says_when_nothing_was_due(runner):
+    result = runner.invoke(args=["run-tasks", "--once"])
+    assert (result.exit_code, result.output) == (0, "No task was due.\n")

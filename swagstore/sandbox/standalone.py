@@ -2,10 +2,10 @@
 
 `flask --app swagstore sandbox --port P --db PATH` serves the sandbox's API (`/v1/…`), its
 hosted pages and `/_control/*` at the root, exactly as the store's app mounts them under
-/sandbox. Booths point at it with `STRIPE_API_BASE=http://127.0.0.1:P` and any `sk_test_`
-key: one account, so one Idempotency-Key space and one event stream. It delivers events
-only to endpoints registered through `POST /v1/webhook_endpoints` (none: booths poll), from
-a loop in this command's own process; it is not a store web process.
+/sandbox. Booths point at it with `SWAGSTORE_STRIPE_API_BASE=http://127.0.0.1:P` and any
+`sk_test_` key: one account, so one Idempotency-Key space and one event stream. It
+delivers events only to endpoints registered through `POST /v1/webhook_endpoints` (none:
+booths poll), from a loop in this command's own process; it is not a store web process.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def serve(app: Flask, host: str, port: int, echo: Any = print) -> None:
         signal.signal(signum, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True).start()
     base = f"http://{host}:{server.server_port}"
-    echo(f"Sandbox (one Stripe account) at {base}: booths set STRIPE_API_BASE={base}")
+    echo(f"Sandbox (one Stripe account) at {base}: booths set SWAGSTORE_STRIPE_API_BASE={base}")
     try:
         while not stop.is_set():
             try:

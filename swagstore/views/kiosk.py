@@ -71,9 +71,11 @@ def kiosk() -> str:
     """Show every item with its QR code and live count."""
     config = current_app.config
     base = offer.public_url(config["PUBLIC_URL"], request.host_url)
+    listings = offer.listings(config["STORE_ID"])
     return render_template(
         "kiosk.html",
-        cards=cards(offer.listings(config["STORE_ID"]), config["PURCHASE_MODE"], base),
+        cards=cards(listings, config["PURCHASE_MODE"], base),
+        catalog_loaded=bool(listings),
         low_stock=LOW_STOCK,
         mode=config["PURCHASE_MODE"],
         refresh_seconds=config.get("KIOSK_REFRESH_SECONDS", 60),
