@@ -37,6 +37,8 @@ class Attempt:
     ok: bool
     locked_until: datetime | None = None
     token: str | None = None
+    # After a wrong password: how many more this client may try before it is locked out.
+    tries_left: int | None = None
 
 
 def login(
@@ -65,7 +67,7 @@ def login(
         db.session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
         db.session.add(LoginFailure(at=now, remote=client))
         db.session.commit()
-        return Attempt(ok=False)
+        return Attempt(ok=False, tries_left=MAX_FAILURES - len(recent) - 1)
     db.session.execute(delete(LoginFailure).where(LoginFailure.remote == client))
     db.session.execute(delete(StaffSession).where(StaffSession.expires_at <= now))
     token = secrets.token_urlsafe(32)

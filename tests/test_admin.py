@@ -181,9 +181,12 @@ def test_login_sets_a_httponly_samesite_session_and_logout_ends_it(app, client):
 
 def test_wrong_passwords_lock_the_door_for_that_client_only(app, client):
     token = csrf_from(client.get("/admin/login").text)
-    for _ in range(5):
+    for left in ("4 more tries", "3 more tries", "2 more tries", "1 more try"):
         response = client.post("/admin/login", data={"csrf_token": token, "password": "guess"})
         assert response.status_code == 401 and "Wrong password." in response.text
+        assert f"{left} from this device, then it is locked out for 5 minutes" in response.text
+    response = client.post("/admin/login", data={"csrf_token": token, "password": "guess"})
+    assert "This device is now locked out for 5 minutes." in response.text
     response = client.post("/admin/login", data={"csrf_token": token, "password": ADMIN_PASSWORD})
     assert response.status_code == 429
     assert "Too many wrong passwords from this device: try again after" in response.text

@@ -23,7 +23,7 @@ def failures() -> int:
 
 def test_the_right_password_logs_in_and_forgets_the_clients_earlier_failures(app):
     with app.app_context():
-        assert auth.login("wrong", PASSWORD, remote=STAFF) == auth.Attempt(ok=False)
+        assert auth.login("wrong", PASSWORD, remote=STAFF) == auth.Attempt(ok=False, tries_left=4)
         auth.login("wrong", PASSWORD, remote=GUESSER)
         assert failures() == 2
         attempt = auth.login(PASSWORD, PASSWORD, remote=STAFF)
@@ -46,7 +46,7 @@ def test_five_failures_lock_that_client_out_even_with_the_right_password(app):
             attempt = auth.login(
                 "guess", PASSWORD, remote=GUESSER, now=start + timedelta(seconds=n)
             )
-            assert attempt == auth.Attempt(ok=False)
+            assert attempt == auth.Attempt(ok=False, tries_left=auth.MAX_FAILURES - n - 1)
         later = start + timedelta(seconds=10)
         locked = auth.login(PASSWORD, PASSWORD, remote=GUESSER, now=later)
         assert locked == auth.Attempt(ok=False, locked_until=start + auth.WINDOW)
@@ -79,7 +79,9 @@ def test_failures_older_than_the_window_do_not_count(app):
         for n in range(auth.MAX_FAILURES - 1):
             auth.login("guess", PASSWORD, remote=GUESSER, now=start + timedelta(seconds=n))
         later = start + auth.WINDOW + timedelta(seconds=5)
-        assert auth.login("guess", PASSWORD, remote=GUESSER, now=later) == auth.Attempt(ok=False)
+        # The old ones no longer count: four tries are left, not none.
+        fresh = auth.login("guess", PASSWORD, remote=GUESSER, now=later)
+        assert fresh == auth.Attempt(ok=False, tries_left=auth.MAX_FAILURES - 1)
         # The four old failures were pruned; only the new one is kept.
         assert failures() == 1
         assert auth.login(PASSWORD, PASSWORD, remote=GUESSER, now=later + timedelta(seconds=1)).ok

@@ -83,7 +83,7 @@ def login() -> ResponseReturnValue:
         error = f"Too many wrong passwords from this device: try again after {until:%H:%M:%S}."
         return render_template("admin/login.html", error=error), 429, {"Retry-After": str(wait)}
     if attempt.token is None:
-        return render_template("admin/login.html", error="Wrong password."), 401
+        return render_template("admin/login.html", error=_wrong(attempt.tries_left)), 401
     session.clear()
     session.permanent = True  # the cookie lapses with the staff session
     session["staff"] = attempt.token
@@ -261,3 +261,14 @@ def _money(amount: int, currency: str) -> str:
 def _done(message: str) -> BaseResponse:
     flash(message)
     return redirect(url_for("admin.stock"), 303)
+
+
+def _wrong(tries_left: int | None) -> str:
+    """Say a password was wrong, and how close this device is to being locked out."""
+    minutes = auth.WINDOW.seconds // 60
+    if not tries_left:
+        return f"Wrong password. This device is now locked out for {minutes} minutes."
+    tries = "1 more try" if tries_left == 1 else f"{tries_left} more tries"
+    return (
+        f"Wrong password. {tries} from this device, then it is locked out for {minutes} minutes."
+    )
