@@ -133,8 +133,8 @@ def refund(sale_id: int, *, restock: bool, actor: str) -> Sale:
         if sale is None:
             raise Refused(f"There is no sale {sale_id}.")
         raise Refused(
-            f"Sale {sale_id} is a {sale.status} {sale.kind} sale; only a fulfilled card "
-            "payment can be refunded here."
+            f"Sale {sale_id} is a {sale.status.replace('_', ' ')} {sale.kind} sale; only a "
+            "fulfilled card payment can be refunded here."
         )
     tasks.enqueue(
         "refund",

@@ -230,7 +230,7 @@ def test_restock_adds_units_and_the_kiosk_api_shows_them(app, client):
     )
     assert (response.status_code, response.headers["Location"]) == (303, "/admin")
     page = client.get("/admin").text
-    assert flashes(page) == ["Restocked 4 × tee-m: 4 available."]
+    assert flashes(page) == ["Restocked 4 × Item tee-m: 4 available."]
     assert level(app) == (4, 0)
     item = client.get("/api/stock").get_json()["items"][0]
     assert (item["available"], item["sold_out"]) == (4, False)
@@ -283,7 +283,7 @@ def test_count_sets_stock_and_refuses_below_reserved_or_without_reason(app, clie
     ]
     assert count("-1") == ["Counted stock: enter a whole number of at least 0, not &#39;-1&#39;."]
     assert level(app) == (10, 2)
-    assert count("6", reason="two damaged") == ["Counted tee-m: 6 on hand, 4 available."]
+    assert count("6", reason="two damaged") == ["Counted Item tee-m: 6 on hand, 4 available."]
     assert level(app) == (6, 2)
     assert "two damaged" in client.get("/admin/activity").text
 
@@ -353,7 +353,7 @@ def test_sales_page_lists_and_filters_and_refunds_a_card_sale(app, client):
         assert (task.sale_id, task.args["payment_intent"]) == (card, "pi_card")
     client.post(f"/admin/sales/{card}/refund", data={"csrf_token": token})
     assert flashes(client.get("/admin/sales").text) == [
-        f"Sale {card} is a refund_pending card sale; only a fulfilled card payment can be "
+        f"Sale {card} is a refund pending card sale; only a fulfilled card payment can be "
         "refunded here."
     ]
     assert f"sale {card}" in client.get("/admin/tasks").text

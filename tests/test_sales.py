@@ -101,7 +101,7 @@ def test_refund_queues_a_refund_task_and_marks_the_sale_pending(app):
             "pi_1",
         )
         assert stock_of() == (2, 0)
-        with pytest.raises(sales.Refused, match="refund_pending card sale"):
+        with pytest.raises(sales.Refused, match="refund pending card sale"):
             sales.refund(sale_id, restock=True, actor="staff")
         assert db.session.scalars(select(Task).where(Task.kind == "refund")).all() == [task]
         assert stock_of() == (2, 0)

@@ -116,7 +116,8 @@ def restock(sku: str) -> BaseResponse:
     """Add delivered units to an item."""
     quantity = whole_number(request.form.get("quantity"), "Restock", minimum=1)
     level = backoffice.restock(sku, _store(), quantity, actor=session["actor"])
-    return _done(f"Restocked {quantity} × {sku}: {level.available} available.")
+    item = offer.item_labels(_store()).get(sku, sku)
+    return _done(f"Restocked {quantity} × {item}: {level.available} available.")
 
 
 @bp.post("/stock/<sku>/count")
@@ -125,7 +126,8 @@ def count(sku: str) -> BaseResponse:
     counted = whole_number(request.form.get("counted"), "Counted stock", minimum=0)
     reason = request.form.get("reason", "")
     level = backoffice.count(sku, _store(), counted, reason, actor=session["actor"])
-    return _done(f"Counted {sku}: {level.on_hand} on hand, {level.available} available.")
+    item = offer.item_labels(_store()).get(sku, sku)
+    return _done(f"Counted {item}: {level.on_hand} on hand, {level.available} available.")
 
 
 @bp.post("/stock/<sku>/sell")

@@ -53,7 +53,7 @@ def test_staff_restock_and_giveaway_show_on_the_kiosk_in_another_tab(browser, bo
 
         row.get_by_label("units to add to mug").fill("5")
         row.get_by_role("button", name="+ Restock").click()
-        expect(admin.get_by_role("status")).to_have_text("Restocked 5 × mug: 5 available.")
+        expect(admin.get_by_role("status")).to_have_text("Restocked 5 × Booth mug: 5 available.")
         expect(admin.locator("#item-mug .available")).to_have_text("5")
 
         # The kiosk tab was not touched: the stream brought the change.
