@@ -43,6 +43,8 @@ from stripe.params import (
     PriceCreateParams,
     PriceRetrieveParams,
     ProductCreateParams,
+    ProductRetrieveParams,
+    ProductUpdateParams,
     RefundCreateParams,
     WebhookEndpointListParams,
 )
@@ -152,6 +154,18 @@ class Gateway:
     def create_product(self, params: ProductCreateParams, key: str) -> stripe.Product:
         """Create a product."""
         return self._call(self.client.v1.products.create, params, key)
+
+    def retrieve_product(self, product_id: str) -> stripe.Product:
+        """Fetch a product."""
+        return self._call(
+            partial(self.client.v1.products.retrieve, product_id), ProductRetrieveParams()
+        )
+
+    def update_product(
+        self, product_id: str, params: ProductUpdateParams, key: str
+    ) -> stripe.Product:
+        """Change a product: its name, as checkout pages and receipts show it."""
+        return self._call(partial(self.client.v1.products.update, product_id), params, key)
 
     def create_price(self, params: PriceCreateParams, key: str) -> stripe.Price:
         """Create a price."""

@@ -13,6 +13,9 @@ sessions Stripe has counted plus the units available (`align_link`): with the bo
 Stripe switches the link off by itself once the units on hand have been paid for. A card
 sale through the link moves the count and the stock together, so the limit stays; every
 other stock change re-aligns it through a `sync_link` task (tasks.py).
+
+Each Stripe product is named as staff see the item ("Logo T-shirt, L", `product_names`), so
+the buyer's checkout page, Stripe's confirmation and its receipt name the size staff look for.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,23 +32,37 @@ from sqlalchemy import func, select, update
 
 from . import payments
 from .models import PaymentLink, Product, Sale, Stock, db, idempotency_key, utcnow
-from .offer import last_event_id
+from .offer import label, last_event_id, variant_keys
 
 SOLD_OUT_MESSAGE = "Sold out at the booth, sorry!"
 # Stripe's own confirmation page, for a booth whose phones cannot reach it: what to show at
-# the table, and what happens to the unlucky buyer whose unit sold out a moment earlier.
+# the table (it names the item, size and all: staff match it to the sale), and what happens
+# to the unlucky buyer whose unit sold out a moment earlier.
 THANKS_MESSAGES = {
-    "automatic": "Thank you! Show this screen at the Swagstore table to pick up your item. "
+    "automatic": "Thank you! Show this screen at the Swagstore table to collect your {item}. "
     "If it sold out a moment before you paid, your payment is refunded automatically: "
     "there is nothing to do.",
-    "manual": "Thank you! Show this screen at the Swagstore table to pick up your item. "
+    "manual": "Thank you! Show this screen at the Swagstore table to collect your {item}. "
     "If it sold out a moment before you paid, your card is not charged: the payment is "
     "cancelled automatically.",
 }
+# Stripe's maxLength for after_completion[hosted_confirmation][custom_message].
+CUSTOM_MESSAGE_MAX = 500
 
 
-def after_completion(capture: str, public_url: str | None) -> dict[str, Any]:
-    """Return where a payment link sends the buyer after paying.
+def thanks_message(capture: str, item: str) -> str:
+    """Return Stripe's confirmation message naming the item, within Stripe's length limit."""
+    template = THANKS_MESSAGES[capture]
+    room = CUSTOM_MESSAGE_MAX - len(template.format(item=""))
+    if len(item) > room:
+        # Cut from the middle: the start names the item, the end its size.
+        head = (room - 1) // 2
+        item = item[:head] + "…" + item[len(item) - (room - 1 - head) :]
+    return template.format(item=item)
+
+
+def after_completion(capture: str, public_url: str | None, item: str) -> dict[str, Any]:
+    """Return where a payment link sends the buyer after paying for `item` (its label).
 
     With a PUBLIC_URL phones reach, the buyer's page of this booth (it follows the sale and
     shows the pickup code, or that the payment was refunded); else Stripe's confirmation.
@@ -52,8 +70,28 @@ def after_completion(capture: str, public_url: str | None) -> dict[str, Any]:
     if public_url:
         url = f"{public_url.rstrip('/')}/paid/{{CHECKOUT_SESSION_ID}}"
         return {"type": "redirect", "redirect": {"url": url}}
-    message = THANKS_MESSAGES[capture]
+    message = thanks_message(capture, item)
     return {"type": "hosted_confirmation", "hosted_confirmation": {"custom_message": message}}
+
+
+def product_names() -> dict[str, str]:
+    """Return every product's name on Stripe: its label, as staff see it ("Logo T-shirt, L").
+
+    Labelled across the whole catalog, not one store's stock (`offer.item_labels`): one
+    Stripe product serves every store selling the SKU, so two booths stocking different
+    sizes of a group never rename it back and forth.
+    """
+    products = db.session.execute(
+        select(Product.sku, Product.name, Product.attributes, Product.group)
+    ).all()
+    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for _, _, attributes, group in products:
+        if group:
+            groups[group].append(attributes or {})
+    return {
+        sku: label(name, attributes or {}, variant_keys(groups[group]) if group else [])
+        for sku, name, attributes, group in products
+    }
 
 
 def _confirmation_of(link: Any) -> dict[str, Any]:
@@ -70,6 +108,8 @@ def _confirmation_of(link: Any) -> dict[str, Any]:
 # Each gateway call sync makes, as a failure names it.
 CALLS = {
     "create_product": "create its product (POST /v1/products)",
+    "retrieve_product": "read its product (GET /v1/products/…)",
+    "update_product": "rename its product (POST /v1/products/…)",
     "create_price": "create its price (POST /v1/prices)",
     "retrieve_price": "read its price (GET /v1/prices/…)",
     "create_payment_link": "create its payment link (POST /v1/payment_links)",
@@ -162,12 +202,15 @@ class SyncResult:
     switched: str | None = None  # "on" | "off" when an existing link was flipped
     retired: str | None = None  # the replaced link, switched off
     confirmation: bool = False  # the existing link's after-payment page was changed
+    renamed: str | None = None  # the existing product's new name on Stripe
     failure: Failure | None = None
 
     @property
     def changed(self) -> bool:
         """Tell whether anything on Stripe changed for this item."""
-        return bool(self.created or self.switched or self.retired or self.confirmation)
+        return bool(
+            self.created or self.renamed or self.switched or self.retired or self.confirmation
+        )
 
     def describe(self) -> str:
         """Return one line saying what changed, or what failed."""
@@ -179,6 +222,8 @@ class SyncResult:
         done = []
         if self.created:
             done.append("created " + ", ".join(self.created))
+        if self.renamed:
+            done.append(f'product renamed "{self.renamed}"')
         if self.switched:
             done.append(f"switched {self.switched}")
         if self.confirmation:
@@ -314,13 +359,20 @@ def sync_stripe(
         .where(Stock.store == store)
         .order_by(Product.position, Product.sku)
     ).all()
+    names = product_names()
     db.session.commit()
     run = SyncRun([], [])
     named = _Named(gateway)
     for n, sku in enumerate(skus):
         try:
             result = sync_item(
-                sku, store, capture, named, public_url=public_url, link_origin=link_origin
+                sku,
+                store,
+                capture,
+                named,
+                name=names[sku],
+                public_url=public_url,
+                link_origin=link_origin,
             )
         except _CallFailed as e:
             db.session.rollback()
@@ -339,18 +391,20 @@ def sync_item(
     capture: str,
     gateway: Any,
     *,
+    name: str,
     public_url: str | None = None,
     link_origin: str | None = None,
 ) -> SyncResult:
     """Bring one item's Stripe product, price and link in line with the database.
 
-    Commits as it goes and never calls Stripe inside a transaction: each id is stored as
-    soon as Stripe returns it, and each create carries an idempotency key derived from what
-    it creates, so a crash mid-sync followed by a rerun creates nothing twice.
+    `name` is the product's name on Stripe (`product_names`). Commits as it goes and never
+    calls Stripe inside a transaction: each id is stored as soon as Stripe returns it, and
+    each create carries an idempotency key derived from what it creates, so a crash
+    mid-sync followed by a rerun creates nothing twice.
     """
     result = SyncResult(sku)
     product = db.session.get(Product, sku)
-    name, description = product.name, product.description
+    description = product.description
     amount, currency = product.price, product.currency
     product_id, price_id = product.stripe_product_id, product.stripe_price_id
     db.session.commit()
@@ -362,6 +416,8 @@ def sync_item(
         product_id = gateway.create_product(params, _key(store, "product", sku, params)).id
         _save_product_ids(sku, product_id, price_id)
         result.created.append("product")
+    else:
+        result.renamed = _rename(gateway, store, sku, product_id, name)
 
     if price_id is not None:
         price = gateway.retrieve_price(price_id)
@@ -378,7 +434,7 @@ def sync_item(
         _save_product_ids(sku, product_id, price_id)
         result.created.append("price")
 
-    confirmation = after_completion(capture, public_url)
+    confirmation = after_completion(capture, public_url, name)
     _sync_link(sku, store, capture, price_id, gateway, result, confirmation, link_origin)
     return result
 
@@ -469,6 +525,19 @@ def _sync_link(
         )
     )
     db.session.commit()
+
+
+def _rename(gateway: Any, store: str, sku: str, product_id: str, name: str) -> str | None:
+    """Give a product synced under another name its name; return it, or None if it had it."""
+    product = gateway.retrieve_product(product_id)
+    if product.name == name:
+        return None
+    params = {"name": name}
+    # Keyed by the product as Stripe last changed it: a rerun after a crash replays this
+    # rename, and a later one (even back to an old name) is a new request.
+    keyed = {**params, "product": product_id, "updated": product.updated}
+    gateway.update_product(product_id, params, _key(store, "rename", sku, keyed))
+    return name
 
 
 def _at(url: str | None, origin: str | None) -> bool:

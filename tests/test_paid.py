@@ -72,8 +72,8 @@ def test_links_lead_to_the_buyers_page_when_phones_reach_the_booth(app, runner, 
     assert runner.invoke(args=["sync-stripe"]).exit_code == 0
     confirmation = link(app).after_completion
     assert confirmation.type == "hosted_confirmation"
-    assert (
-        confirmation.hosted_confirmation.custom_message == stripe_sync.THANKS_MESSAGES["automatic"]
+    assert confirmation.hosted_confirmation.custom_message == stripe_sync.thanks_message(
+        "automatic", "Item tee-m"
     )
 
     # PUBLIC_URL set: the next sync points the same link at the booth's page.
@@ -102,7 +102,8 @@ def test_links_lead_to_the_buyers_page_when_phones_reach_the_booth(app, runner, 
     app.config["LINK_CAPTURE"] = "manual"
     runner.invoke(args=["sync-stripe"])
     message = link(app).after_completion.hosted_confirmation.custom_message
-    assert message == stripe_sync.THANKS_MESSAGES["manual"] and "not charged" in message
+    assert message == stripe_sync.thanks_message("manual", "Item tee-m")
+    assert "not charged" in message
 
 
 def test_the_sandboxs_confirmation_never_says_collect(app, runner, sandbox):
@@ -112,5 +113,5 @@ def test_the_sandboxs_confirmation_never_says_collect(app, runner, sandbox):
     url = f"{sandbox.url}/sandbox/checkout/{session['id']}/pay"
     page = requests.post(url, headers=PAGE, timeout=60).text
     assert "Thanks for your payment" in page
-    assert stripe_sync.THANKS_MESSAGES["automatic"].split(":")[0] in page
+    assert stripe_sync.thanks_message("automatic", "Item tee-m").split(":")[0] in page
     assert "collect your item at the booth" not in page

@@ -66,6 +66,7 @@ def walk(sandbox) -> Walk:
     product = w.call("POST", "products", data={"name": "Mug", "metadata[sku]": "mug"})
     w.call("GET", f"products/{product['id']}")
     w.call("POST", f"products/{product['id']}", data={"description": "Blue"})
+    w.call("POST", f"products/{product['id']}", data={"name": "Mug, blue"})
     w.call("GET", "products", params={"limit": 3})
     price = w.call(
         "POST", "prices", data={"product": product["id"], "unit_amount": 1200, "currency": "usd"}
@@ -208,6 +209,7 @@ def _refusals(w: Walk, product: dict, price: dict, link: str, paid: dict, intent
     w.call("POST", "products", 400, data={"name": "Hat", "active": "maybe"})
     w.call("POST", "products", 400, data={"name": "Hat", "metadata": "x"})
     w.call("POST", "products", 400, data={"name": "Hat", "expand[0]": "default_price"})
+    w.call("POST", f"products/{product['id']}", 400, data={"name": ""})
     w.call("POST", "prices", 400, data={"product": product["id"], "currency": "usd"})
     w.call(
         "POST",
@@ -296,6 +298,41 @@ def test_the_walk_reaches_every_endpoint_and_every_event_the_sandbox_has(walk):
     emitted = set(re.findall(r'emit\(\s*"([a-z_.]+)"', _sandbox_source()))
     seen = {e["type"] for _, _, body in walk.answers for e in objects_in(body) if "type" in e}
     assert emitted <= seen, sorted(emitted - seen)
+
+
+def test_a_product_is_renamed_as_stripe_renames_it(sandbox):
+    """POST /v1/products/{id} with `name` (spec3: maxLength 5000, not emptyable): the new
+    name, the rest left as it was, and checkouts opened after it show the new name."""
+    made = sandbox.api(
+        "POST",
+        "products",
+        data={"name": "Logo T-shirt", "description": "Navy", "metadata[sku]": "t"},
+    ).json()
+    price = sandbox.api(
+        "POST", "prices", data={"product": made["id"], "unit_amount": 2500, "currency": "usd"}
+    ).json()
+    link = sandbox.api(
+        "POST",
+        "payment_links",
+        data={"line_items[0][price]": price["id"], "line_items[0][quantity]": 1},
+    ).json()
+    sandbox.advance_clock(60)
+    renamed = sandbox.api("POST", f"products/{made['id']}", data={"name": "Logo T-shirt, L"})
+    assert renamed.status_code == 200, renamed.text
+    body = renamed.json()
+    assert body["name"] == "Logo T-shirt, L" and body["updated"] >= made["updated"] + 60
+    unchanged = {k: v for k, v in body.items() if k not in ("name", "updated")}
+    assert unchanged == {k: v for k, v in made.items() if k not in ("name", "updated")}
+    assert sandbox.api("GET", f"products/{made['id']}").json() == body
+    session = sandbox.open_session(link["id"])
+    items = sandbox.api("GET", f"checkout/sessions/{session['id']}/line_items").json()["data"]
+    assert [i["description"] for i in items] == ["Logo T-shirt, L"]
+
+    empty = sandbox.api("POST", f"products/{made['id']}", data={"name": ""})
+    assert (empty.status_code, empty.json()["error"]["code"]) == (400, "parameter_invalid_empty")
+    too_long = sandbox.api("POST", f"products/{made['id']}", data={"name": "x" * 5001})
+    assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "name"
+    assert sandbox.api("GET", f"products/{made['id']}").json()["name"] == "Logo T-shirt, L"
 
 
 def test_every_error_code_the_sandbox_can_give_is_one_of_stripes():

@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import select
 
 from conftest import make_product
-from swagstore import create_app, inventory, payments, stripe_sync, tasks
+from swagstore import create_app, inventory, offer, payments, stripe_sync, tasks
 from swagstore.models import PaymentLink, Product, Task, db, read_only
 
 STORE = "booth"
@@ -61,8 +61,8 @@ def test_sync_twice_creates_everything_once(app, runner, sandbox):
         assert link.payment_intent_data.capture_method == "automatic"
         assert link.inactive_message == "Sold out at the booth, sorry!"
         message = link.after_completion.hosted_confirmation.custom_message
-        assert message == stripe_sync.THANKS_MESSAGES["automatic"]
-        assert "Show this screen at the Swagstore table" in message
+        assert message == stripe_sync.thanks_message("automatic", "Item tee-m")
+        assert "Show this screen at the Swagstore table to collect your Item tee-m." in message
         assert "refunded automatically" in message
         items = payments.gateway().client.v1.payment_links.line_items.list(tee.id).data
         assert [(i.quantity, i.adjustable_quantity.enabled) for i in items] == [(1, False)]
@@ -274,3 +274,162 @@ def test_a_price_stripe_will_not_charge_is_named_with_what_to_fix(app, runner, s
     assert "(amount_too_small); a rerun will not help: fix the item in the catalog" in failed
     assert "POST /v1/" in failed
     assert "tee-m: created product, price, link" in result.output
+
+
+SIZES = ("S", "M", "L")
+# What the buyer's phone asks for: the sandbox answers its hosted pages as HTML.
+PAGE = {"Accept": "text/html"}
+
+
+def make_tees(app, name: str = "Logo T-shirt") -> None:
+    """Three sizes of one navy tee (a group), and a mug on its own."""
+    for size in SIZES:
+        make_product(
+            app,
+            f"tee-{size.lower()}",
+            stock=3,
+            name=name,
+            group="tee",
+            attributes={"colour": "navy", "size": size},
+        )
+    make_product(app, "mug", stock=3, name="Enamel mug", price=1200)
+
+
+def stripe_product(sandbox, sku: str) -> dict:
+    """Return the item's product as Stripe has it."""
+    (product,) = [
+        p
+        for p in sandbox.api("GET", "products", params={"limit": 100}).json()["data"]
+        if p["metadata"].get("sku") == sku
+    ]
+    return product
+
+
+def confirmation_message(app, sku: str) -> str:
+    with app.app_context():
+        link = payments.gateway().retrieve_payment_link(current_link(sku).id)
+    return link.after_completion.hosted_confirmation.custom_message
+
+
+def link_id(app, sku: str) -> str:
+    with app.app_context():
+        return current_link(sku).id
+
+
+def checkout_names(app, sandbox, sku: str) -> list[str]:
+    """Open the item's link as a phone does; return the names its checkout's line items show."""
+    session = sandbox.open_session(link_id(app, sku))
+    with app.app_context():
+        items = payments.gateway().client.v1.checkout.sessions.line_items.list(session["id"])
+    return [item.description for item in items.data]
+
+
+def test_each_variant_is_on_stripe_under_the_name_staff_see(app, runner, sandbox):
+    make_tees(app)
+    result = runner.invoke(args=["sync-stripe"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        staff = offer.item_labels(STORE)
+        db.session.rollback()
+    assert staff["tee-l"] == "Logo T-shirt, L"
+    names = {
+        p["metadata"]["sku"]: p["name"] for p in sandbox.api("GET", "products").json()["data"]
+    }
+    assert (
+        names
+        == staff
+        == {
+            "tee-s": "Logo T-shirt, S",
+            "tee-m": "Logo T-shirt, M",
+            "tee-l": "Logo T-shirt, L",
+            "mug": "Enamel mug",
+        }
+    )
+    # The checkout page (and so the receipt) names the size; so does the confirmation.
+    assert checkout_names(app, sandbox, "tee-l") == ["Logo T-shirt, L"]
+    message = confirmation_message(app, "tee-l")
+    assert message.startswith(
+        "Thank you! Show this screen at the Swagstore table to collect your Logo T-shirt, L. "
+    )
+    assert "refunded automatically" in message
+    assert confirmation_message(app, "tee-m") != message
+    # The buyer's screen after paying: Stripe's confirmation with that message.
+    session = sandbox.open_session(link_id(app, "tee-l"))
+    url = f"{sandbox.url}/sandbox/checkout/{session['id']}/pay"
+    page = requests.post(url, headers=PAGE, timeout=60).text
+    assert "collect your Logo T-shirt, L." in page
+
+
+def test_a_renamed_item_is_renamed_on_stripe_once(app, runner, sandbox):
+    make_tees(app, name="Logo tee")
+    assert runner.invoke(args=["sync-stripe"]).exit_code == 0
+    old_link = link_id(app, "tee-l")
+    # A booth synced before products carried labels: the bare name, the old message.
+    mug = stripe_product(sandbox, "mug")
+    bare = sandbox.api(
+        "POST", f"products/{stripe_product(sandbox, 'tee-s')['id']}", data={"name": "Logo tee"}
+    )
+    assert bare.status_code == 200, bare.text
+    # load-catalog with the tee's new name.
+    make_tees(app, name="Logo T-shirt")
+
+    result = runner.invoke(args=["sync-stripe"])
+    assert result.exit_code == 0, result.output
+    for size in SIZES:
+        assert (
+            f'tee-{size.lower()}: product renamed "Logo T-shirt, {size}"; '
+            "after-payment page updated -> plink_"
+        ) in result.output
+    assert "0 products, 0 prices, 0 links created" in result.output
+    assert "mug: up to date" in result.output and "1 unchanged" in result.output
+    assert stripe_product(sandbox, "tee-l")["name"] == "Logo T-shirt, L"
+    assert stripe_product(sandbox, "tee-s")["name"] == "Logo T-shirt, S"
+    assert stripe_product(sandbox, "mug") == mug
+    # The same link, now selling under the new name and thanking for it.
+    assert link_id(app, "tee-l") == old_link
+    assert checkout_names(app, sandbox, "tee-l") == ["Logo T-shirt, L"]
+    assert "collect your Logo T-shirt, L." in confirmation_message(app, "tee-l")
+
+    # A rerun changes nothing: any update would stamp the products with the moved clock.
+    before = {sku: stripe_product(sandbox, sku) for sku in ("tee-s", "tee-m", "tee-l")}
+    sandbox.advance_clock(120)
+    again = runner.invoke(args=["sync-stripe"])
+    assert again.exit_code == 0, again.output
+    assert "renamed" not in again.output and "4 unchanged" in again.output
+    assert {sku: stripe_product(sandbox, sku) for sku in before} == before
+
+    # Back to the old name: a new request under a new key, not a replay of the first rename.
+    make_tees(app, name="Logo tee")
+    back = runner.invoke(args=["sync-stripe"])
+    assert back.exit_code == 0, back.output
+    assert 'tee-l: product renamed "Logo tee, L"' in back.output
+    assert stripe_product(sandbox, "tee-l")["name"] == "Logo tee, L"
+    assert checkout_names(app, sandbox, "tee-l") == ["Logo tee, L"]
+    # And forward again: the same rename as the first, still a new request.
+    make_tees(app, name="Logo T-shirt")
+    forward = runner.invoke(args=["sync-stripe"])
+    assert 'tee-l: product renamed "Logo T-shirt, L"' in forward.output, forward.output
+    assert stripe_product(sandbox, "tee-l")["name"] == "Logo T-shirt, L"
+
+
+def test_a_long_name_keeps_the_message_within_stripes_limit(app, runner, sandbox):
+    name = "Limited edition " + "very " * 36 + "long hoodie"
+    size = ", ".join(["XXL extra long sleeves"] * 6)
+    for sku, value in (("hood-a", size), ("hood-b", "S")):
+        make_product(app, sku, name=name, group="hood", attributes={"size": value})
+    result = runner.invoke(args=["sync-stripe"])
+    # Stripe refuses a custom_message over 500 characters: the whole name would not fit.
+    assert len(stripe_sync.THANKS_MESSAGES["automatic"].format(item=f"{name}, {size}")) > 500
+    assert result.exit_code == 0, result.output
+    message = confirmation_message(app, "hood-a")
+    assert len(message) == stripe_sync.CUSTOM_MESSAGE_MAX
+    # Cut in the middle: the start names the item, the end (its size) still shows.
+    start, end = message.split("…")
+    assert start.startswith(
+        "Thank you! Show this screen at the Swagstore table to collect your Limited edition very"
+    )
+    assert end.endswith(
+        f"long hoodie, {size}. If it sold out a moment before you paid, your payment is "
+        "refunded automatically: there is nothing to do."
+    )
+    assert stripe_product(sandbox, "hood-a")["name"] == f"{name}, {size}"

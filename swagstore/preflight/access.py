@@ -119,6 +119,8 @@ class Permission:
 
 
 PERMISSIONS = (
+    # The probe is the call sync-stripe makes to rename a product (POST /v1/products/{id});
+    # creating and reading products need the same permission.
     Permission(
         "Products", "Write", "rak_product_write", "post", f"/v1/products/prod_{PROBE_ID}", {}
     ),
