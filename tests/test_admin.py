@@ -562,3 +562,20 @@ def test_an_unknown_sales_status_is_refused_with_the_allowed_ones(app, client):
     )
     assert client.get("/admin/sales?status=").status_code == 200
     assert client.get("/admin/sales?status=refunded").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("settings", "codes"),
+    [
+        ({}, False),  # plain payment links: the buyer ends on Stripe's page
+        ({"PUBLIC_URL": "https://booth.example"}, True),  # the booth's /paid page
+        ({"PURCHASE_MODE": "reserved_checkout", "PUBLIC_URL": "https://booth.example"}, True),
+    ],
+)
+def test_the_hand_over_page_says_how_to_match_a_buyer_in_this_mode(app, settings, codes):
+    app.config.update(settings)
+    client = app.test_client()
+    log_in(client)
+    page = client.get("/admin/handover").text
+    assert ("Ask for the buyer's code" in page) is codes
+    assert ("find the sale by item, time and amount" in page) is not codes

@@ -155,7 +155,12 @@ def off_sale(sku: str) -> BaseResponse:
 @bp.get("/handover")
 def handover() -> str:
     """List paid card sales waiting at the table, newest first, with their pickup codes."""
-    return render_template("admin/handover.html", pickups=sales.to_hand_over(_store()))
+    config = current_app.config
+    # Plain payment links with no PUBLIC_URL end on Stripe's own page, which shows no code.
+    codes = bool(config["PUBLIC_URL"]) or config["PURCHASE_MODE"] != "payment_link"
+    return render_template(
+        "admin/handover.html", pickups=sales.to_hand_over(_store()), buyers_see_codes=codes
+    )
 
 
 @bp.post("/sales/<int:sale_id>/hand-over")
