@@ -105,9 +105,9 @@ def test_no_key_fails_and_names_the_fix(app, runner):
     assert result.exit_code == 1
     assert line(result.output, "key") == (
         "FAIL  key             no STRIPE_SECRET_KEY: the store runs as its offline sandbox and "
-        "takes no money. Fix: set SWAGSTORE_STRIPE_SECRET_KEY to the booth's restricted key "
-        "(rk_live_…; README, Running the booth), or run `check --expect sandbox` for a "
-        "rehearsal"
+        "takes no money. Fix: put the booth's restricted key (rk_live_…) in instance/config.py "
+        "as STRIPE_SECRET_KEY (or export SWAGSTORE_STRIPE_SECRET_KEY) (README, Running the "
+        "booth), or run `check --expect sandbox` for a rehearsal"
     )
     assert result.output.splitlines()[-1] == "1 of 11 checks failed: key."
     # A rehearsal says what it expects: then no key is right.
@@ -419,6 +419,8 @@ def setup(**changes) -> preflight.Setup:
         ({"key": "sk_live_x"}, True, "a restricted key (rk_live_) would limit the harm"),
         ({"key": "pk_live_x"}, False, "STRIPE_SECRET_KEY is a publishable key (pk_…)"),
         ({"key": "whsec_x"}, False, "is a webhook signing secret"),
+        ({"key": " rk_live_x"}, False, "starts or ends with a space or a line break"),
+        ({"key": "rk_live_x\n"}, False, "starts or ends with a space or a line break"),
         ({"key": "rk_test_x", "expect": "live"}, False, "no real money moves, but a live key"),
         ({"expect": "test"}, False, "real cards are charged, but a test key was expected"),
         ({"expect": "sandbox"}, False, "but the sandbox was expected"),

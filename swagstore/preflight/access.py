@@ -27,6 +27,10 @@ MAX_CLOCK_SKEW_SECONDS = 60
 PROBE_ID = "swagstore_check"
 
 
+# Where a volunteer puts the key: the README's way first.
+WHERE = "instance/config.py as STRIPE_SECRET_KEY (or export SWAGSTORE_STRIPE_SECRET_KEY)"
+
+
 def check_key(setup: Setup) -> Result:
     """Check a key is set, looks like a Stripe secret key, and is live or test as expected."""
     name = "key"
@@ -36,8 +40,14 @@ def check_key(setup: Setup) -> Result:
         return fail(
             name,
             "no STRIPE_SECRET_KEY: the store runs as its offline sandbox and takes no money",
-            "set SWAGSTORE_STRIPE_SECRET_KEY to the booth's restricted key (rk_live_…; "
-            "README, Running the booth), or run `check --expect sandbox` for a rehearsal",
+            f"put the booth's restricted key (rk_live_…) in {WHERE} (README, Running the "
+            "booth), or run `check --expect sandbox` for a rehearsal",
+        )
+    if setup.key != setup.key.strip():
+        return fail(
+            name,
+            "STRIPE_SECRET_KEY starts or ends with a space or a line break",
+            f"copy the key again without the space, into {WHERE}",
         )
     prefix = next((p for p in KEY_KINDS if setup.key.startswith(p)), None)
     if prefix is None:
@@ -60,7 +70,7 @@ def check_key(setup: Setup) -> Result:
         return fail(
             name,
             f"{found}: {money}, but a {setup.expect} key was expected",
-            f"set the {setup.expect} key (rk_{setup.expect}_…) as SWAGSTORE_STRIPE_SECRET_KEY",
+            f"put the {setup.expect} key (rk_{setup.expect}_…) in {WHERE}",
         )
     if mode == "test":
         found += ": no real money moves"
