@@ -243,6 +243,7 @@ def sync_stripe_command() -> None:
         f"{created.count('price')} prices, {created.count('link')} links created; "
         f"{sum(1 for r in results if r.switched)} links switched; "
         f"{sum(1 for r in results if r.retired)} retired; "
+        f"{sum(1 for r in results if r.renamed)} products renamed; "
         f"{sum(1 for r in results if r.confirmation)} after-payment pages updated; "
         f"{sum(1 for r in results if not r.changed)} unchanged."
     )

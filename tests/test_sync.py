@@ -381,6 +381,7 @@ def test_a_renamed_item_is_renamed_on_stripe_once(app, runner, sandbox):
             "after-payment page updated -> plink_"
         ) in result.output
     assert "0 products, 0 prices, 0 links created" in result.output
+    assert f"{len(SIZES)} products renamed" in result.output
     assert "mug: up to date" in result.output and "1 unchanged" in result.output
     assert stripe_product(sandbox, "tee-l")["name"] == "Logo T-shirt, L"
     assert stripe_product(sandbox, "tee-s")["name"] == "Logo T-shirt, S"
@@ -395,7 +396,8 @@ def test_a_renamed_item_is_renamed_on_stripe_once(app, runner, sandbox):
     sandbox.advance_clock(120)
     again = runner.invoke(args=["sync-stripe"])
     assert again.exit_code == 0, again.output
-    assert "renamed" not in again.output and "4 unchanged" in again.output
+    assert "product renamed" not in again.output and "0 products renamed" in again.output
+    assert "4 unchanged" in again.output
     assert {sku: stripe_product(sandbox, sku) for sku in before} == before
 
     # Back to the old name: a new request under a new key, not a replay of the first rename.
