@@ -476,6 +476,8 @@ class Sandbox:
     - `events(*types)` -> events newest first; `deliveries()` -> webhook delivery attempts.
     - `advance_clock(seconds)`: move the sandbox's time on (due sessions expire).
     - `api(method, path, **kw)`: a raw authenticated request to `<api_base>/v1/<path>`.
+    - `one_unit_link(amount, currency="usd", **product)` -> (product, price, link) made
+      through the API: a link selling one unit.
     """
 
     KEY = "sk_test_swagstore_sandbox"
@@ -528,6 +530,19 @@ class Sandbox:
         return requests.request(
             method, f"{self.api_base}/v1/{path}", headers=headers, timeout=60, **kwargs
         )
+
+    def one_unit_link(
+        self, amount: int, currency: str = "usd", **product: str
+    ) -> tuple[dict, dict, dict]:
+        made = self.api("POST", "products", data=product).json()
+        price_data = {"product": made["id"], "unit_amount": amount, "currency": currency}
+        price = self.api("POST", "prices", data=price_data).json()
+        link = self.api(
+            "POST",
+            "payment_links",
+            data={"line_items[0][price]": price["id"], "line_items[0][quantity]": 1},
+        ).json()
+        return made, price, link
 
     def events(self, *types: str) -> list[dict]:
         params = {"limit": 100, **{f"types[{n}]": t for n, t in enumerate(types)}}

@@ -254,15 +254,7 @@ def test_in_process_delivery_reaches_the_apps_webhook_and_an_oversold_payment_is
 
 
 def test_hosted_pages_show_amounts_in_the_currencys_own_units(sandbox):
-    product = sandbox.api("POST", "products", data={"name": "Fan"}).json()
-    price = sandbox.api(
-        "POST", "prices", data={"product": product["id"], "unit_amount": 500, "currency": "jpy"}
-    ).json()
-    link = sandbox.api(
-        "POST",
-        "payment_links",
-        data={"line_items[0][price]": price["id"], "line_items[0][quantity]": 1},
-    ).json()
+    _, _, link = sandbox.one_unit_link(500, "jpy", name="Fan")
     page = requests.get(link["url"], headers={"Accept": "text/html"}, timeout=30)
     assert page.status_code == 200
     # The store's one formatter: ¥500 reads ¥500, never 5.00 JPY.

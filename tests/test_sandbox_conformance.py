@@ -303,19 +303,8 @@ def test_the_walk_reaches_every_endpoint_and_every_event_the_sandbox_has(walk):
 def test_a_product_is_renamed_as_stripe_renames_it(sandbox):
     """POST /v1/products/{id} with `name` (spec3: maxLength 5000, not emptyable): the new
     name, the rest left as it was, and checkouts opened after it show the new name."""
-    made = sandbox.api(
-        "POST",
-        "products",
-        data={"name": "Logo T-shirt", "description": "Navy", "metadata[sku]": "t"},
-    ).json()
-    price = sandbox.api(
-        "POST", "prices", data={"product": made["id"], "unit_amount": 2500, "currency": "usd"}
-    ).json()
-    link = sandbox.api(
-        "POST",
-        "payment_links",
-        data={"line_items[0][price]": price["id"], "line_items[0][quantity]": 1},
-    ).json()
+    fields = {"name": "Logo T-shirt", "description": "Navy", "metadata[sku]": "t"}
+    made, _, link = sandbox.one_unit_link(2500, **fields)
     sandbox.advance_clock(60)
     renamed = sandbox.api("POST", f"products/{made['id']}", data={"name": "Logo T-shirt, L"})
     assert renamed.status_code == 200, renamed.text

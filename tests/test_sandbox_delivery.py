@@ -83,15 +83,7 @@ def wait_for(predicate, seconds: float = 60):
 
 
 def test_events_are_delivered_signed_and_retried_until_2xx(sandbox, receiver):
-    product = sandbox.api("POST", "products", data={"name": "Mug"}).json()
-    price = sandbox.api(
-        "POST", "prices", data={"product": product["id"], "unit_amount": 900, "currency": "usd"}
-    ).json()
-    link = sandbox.api(
-        "POST",
-        "payment_links",
-        data={"line_items[0][price]": price["id"], "line_items[0][quantity]": 1},
-    ).json()
+    _, _, link = sandbox.one_unit_link(900, name="Mug")
     session = sandbox.pay(sandbox.open_session(link["id"])["id"])
     event_ids = {e["id"] for e in sandbox.events()}
     assert len(event_ids) == 3  # payment_intent.created, .succeeded, checkout.session.completed
