@@ -19,6 +19,7 @@ MAX_QUANTITY = 999
 MAX_ID = 255
 MAX_METADATA_VALUE = 500
 MAX_SESSIONS = 10**9  # a payment link's count or limit of completed sessions
+MAX_CREATED = 253402300799  # 9999-12-31 in Unix seconds: the last instant a datetime holds
 CURRENCY = re.compile(r"[a-z]{3}")
 
 AMOUNTS = ("amount", "amount_total", "amount_subtotal", "amount_capturable", "amount_received")
@@ -37,6 +38,7 @@ def check(event: Any) -> dict[str, Any]:
         raise Invalid(f"the event must be a JSON object, not {_kind(event)}")
     _text(event, "id", required=True, limit=MAX_ID)
     _text(event, "type", required=True, limit=100)
+    _whole(event, "created", 0, MAX_CREATED, "event")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise Invalid("data.object must be a JSON object")

@@ -93,6 +93,9 @@ REFUSED = {
         make_event({"id": "plink_1", "restrictions": []}, "payment_link.updated"),
         "restrictions must be a JSON object",
     ),
+    "created lots": ({**session_with(), "created": "lots"}, "event.created must be a whole"),
+    "created -1": ({**session_with(), "created": -1}, "event.created must be a whole"),
+    "created past 9999": ({**session_with(), "created": 10**12}, "event.created must be a whole"),
     "refunded a string": (
         make_event({"id": "ch_1", "refunded": "yes"}, "charge.refunded"),
         "refunded must be true or false",

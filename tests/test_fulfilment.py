@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import func, select
 from stripe_fixtures import example, make_event, make_session, unique
@@ -69,6 +71,28 @@ def test_paid_session_takes_stock_and_records_the_sale(app):
         )
         assert (sale.amount, sale.currency, sale.kind, sale.quantity) == (2500, "usd", "card", 1)
         assert db.session.scalars(select(StripeEvent.outcome)).all() == ["applied"]
+
+
+@pytest.mark.parametrize(
+    ("late", "dated_then"),
+    [(timedelta(hours=2), True), (timedelta(seconds=5), False), (-timedelta(hours=1), False)],
+    ids=["two hours late", "on time", "from the future"],
+)
+def test_a_late_event_dates_its_sale_when_it_was_paid(app, late, dated_then):
+    # After an outage, polling brings a sale in late: the report must put it in its hour.
+    make_product(app, stock=3)
+    event = make_event(make_session())
+    event["created"] = int((utcnow() - late).timestamp())
+    before = utcnow()
+
+    apply(app, event)
+
+    with app.app_context():
+        dated = db.session.scalar(select(Sale.created_at))
+    if dated_then:
+        assert dated == datetime.fromtimestamp(event["created"], UTC)
+    else:
+        assert before <= dated <= utcnow()
 
 
 def test_a_second_delivery_changes_nothing(app):

@@ -358,6 +358,16 @@ def test_an_authorized_intent_settles_its_hold_and_queues_the_capture(app):
         assert db.session.scalar(select(Sale.amount)) == 2500
 
 
+def test_an_authorization_that_arrives_late_is_dated_when_it_was_made(app):
+    hold_id, intent = intent_hold(app)
+    with app.app_context():
+        event = make_event(intent, "payment_intent.amount_capturable_updated")
+        event["created"] -= 3600
+        fulfilment.apply(event)
+        dated = db.session.scalar(select(Sale.created_at))
+        assert dated.timestamp() == event["created"]
+
+
 def test_an_intent_authorized_after_its_cancel_was_tried_is_voided_by_that_cancel(app):
     hold_id, intent = intent_hold(app, seconds=1)
     with app.app_context():
