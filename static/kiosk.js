@@ -9,7 +9,7 @@
 
   // The smallest QR tile (CSS px) the page will draw; below it the page scrolls instead.
   // A Stripe link is a version 4 code, 41 modules with its quiet zone: 3 px a module keeps
-  // every module a solid block on screen and in a phone's view of it (see README, The kiosk).
+  // every module a solid block on screen and in a phone's view of it (see docs/kiosk.md).
   const MIN_TILE = 123;
 
   // Try every column count in each card shape; keep the one that gives the biggest QR codes.

@@ -11,7 +11,6 @@ from typing import Any
 from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 
 from .models import READ_ONLY, db
 
@@ -115,7 +114,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "sandbox": "sqlite:///" + os.path.abspath(path),
         }
     db.init_app(app)
-    app.register_error_handler(OperationalError, _database_unavailable)
 
     from . import cli, clock, errors, money, schema, security, stream
 
@@ -205,12 +203,6 @@ def _instance_secret(app: Flask) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(key)
         return key
-
-
-def _database_unavailable(error: OperationalError) -> tuple[str, int, dict[str, str]]:
-    """Answer 503 while the database is locked or unreachable, so the client retries."""
-    current_app.logger.error("database unavailable: %s", error.orig)
-    return "The store is busy: try again in a moment.\n", 503, {"Retry-After": "2"}
 
 
 @event.listens_for(Engine, "connect")

@@ -1,8 +1,9 @@
 """What each Stripe event does to stock and sales, shared by the webhook, poller and reconcile.
 
-`apply(event)` runs one transaction: it inserts the event id first (its primary key makes a
-second delivery a no-op, even a concurrent one), then takes stock and records the sale, then
-queues the Stripe side effects (capture, cancel, refund) as tasks that run after commit.
+`apply(event)` runs one transaction: it looks the event id up, takes stock and records the
+sale, queues the Stripe side effects (capture, cancel, refund) as tasks that run after
+commit, and records the event id (its primary key makes a second delivery a no-op, even a
+concurrent one).
 Events are plain dicts in Stripe's JSON shape, so this module never sees the SDK.
 """
 

@@ -73,7 +73,7 @@ class Setup:
             link_capture=config["LINK_CAPTURE"],
             store=config["STORE_ID"],
             locale=str(config.get("LOCALE") or "en_US"),
-            poll_seconds=float(config.get("POLL_SECONDS", 3)),
+            poll_seconds=float(config["POLL_SECONDS"]),
             database_url=str(config["SQLALCHEMY_DATABASE_URI"]),
             instance_path=instance_path,
         )
