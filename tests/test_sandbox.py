@@ -6,8 +6,11 @@ import time
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from conftest import make_product
+from swagstore.models import StripeEvent, db
+from swagstore.sandbox import store
 from swagstore.sandbox.checkout import SESSION_PARAMS
 from swagstore.sandbox.errors import StripeError
 from swagstore.sandbox.forms import decode
@@ -136,6 +139,28 @@ def test_sessions_expire_when_the_clock_passes_expires_at(sandbox):
     )
     assert late.status_code == 400
     assert "is expired and can no longer be paid" in late.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("sandbox_env", [{"SWAGSTORE_SANDBOX_DELIVER": "false"}])
+def test_with_deliveries_off_sessions_still_expire_and_the_poller_hears_of_it(app, sandbox):
+    # Stripe expires a session whether or not anyone listens; the booth then polls the event.
+    _, _, link = sandbox.one_unit_link(2500, name="Mug")
+    session = sandbox.open_session(link["id"])
+    with app.app_context():
+        store.advance_clock(25 * 3600)  # the clock alone: nothing here expires the session
+        db.session.commit()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with app.app_context():
+            heard = db.session.scalar(
+                select(StripeEvent.id).where(StripeEvent.type == "checkout.session.expired")
+            )
+        if heard is not None:
+            break
+        time.sleep(0.2)
+    retrieved = sandbox.api("GET", f"checkout/sessions/{session['id']}").json()
+    assert retrieved["status"] == "expired"
+    assert heard is not None
 
 
 def test_hosted_pages_show_the_sandbox_banner_and_pay_from_a_browser_form(sandbox):
