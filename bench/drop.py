@@ -61,7 +61,16 @@ async def crowd(port: int, path: str, visitors: int) -> dict:
 def one_run(tree: harness.Tree, args, work: Path) -> dict:
     """Run the crowd against the bare page, then the store; check the store's invariant."""
     db = work / "swagstore.sqlite"
-    env = harness.store_env(db, PURCHASE_MODE="reserved_checkout", STORE_ID="booth")
+    # Every visitor comes from this one machine: a booth's per-address hold caps would turn
+    # away all but 4, so they are raised to the crowd (a tree without the caps ignores them).
+    crowd = str(args.visitors)
+    env = harness.store_env(
+        db,
+        PURCHASE_MODE="reserved_checkout",
+        STORE_ID="booth",
+        HOLDS_PER_CLIENT=crowd,
+        HOLDS_PER_CLIENT_PER_MINUTE=crowd,
+    )
     catalog = work / "catalog.toml"
     catalog.write_text(
         f'[[item]]\nsku = "{SKU}"\nname = "Drop tee"\nprice = 3000\n'

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import product
 
-from sqlalchemy import bindparam, or_, select, text
+from sqlalchemy import bindparam, func, or_, select, text
 
 from . import offer
 from .models import OPEN_PICKUP, Sale, db
@@ -22,7 +22,10 @@ from .models import OPEN_PICKUP, Sale, db
 ALPHABET = "346789ABCDEFGHJKMNPQRTUVWXY"
 TWO = ["".join(pair) for pair in product(ALPHABET, repeat=2)]
 
-_OPEN_CODES = select(Sale.pickup_code).where(Sale.store == bindparam("store"), text(OPEN_PICKUP))
+_OPEN = (Sale.store == bindparam("store"), text(OPEN_PICKUP))
+# Both read only the partial unique index on (store, pickup_code): no sale row is loaded.
+_OPEN_TWO = select(func.count(Sale.id)).where(*_OPEN, func.length(Sale.pickup_code) == 2)
+_IS_OPEN = select(Sale.id).where(*_OPEN, Sale.pickup_code == bindparam("code")).limit(1)
 
 
 def new_code(store: str) -> str:
@@ -30,17 +33,22 @@ def new_code(store: str) -> str:
     while most are free, three when the booth is that busy."""
     # No autoflush: a sale being recorded is inserted once, at commit, with its code. The
     # codes of sales this transaction holds but has not flushed count as taken too.
+    pending = {s.pickup_code for s in db.session.new if isinstance(s, Sale) and s.store == store}
     with db.session.no_autoflush:
-        taken = set(db.session.scalars(_OPEN_CODES, {"store": store}))
-    taken |= {s.pickup_code for s in db.session.new if isinstance(s, Sale) and s.store == store}
-    free = [code for code in TWO if code not in taken]
-    # Past half full, a random pick would mostly hit codes that look like ones in use.
-    if len(free) > len(TWO) // 2:
-        return secrets.choice(free)
-    while True:
-        code = "".join(secrets.choice(ALPHABET) for _ in range(3))
-        if code not in taken:
-            return code
+        in_use = db.session.scalar(_OPEN_TWO, {"store": store}) + sum(
+            len(code) == 2 for code in pending if code
+        )
+        # Past half full, a random pick would mostly hit codes that look like ones in use.
+        # Below it, a random two-character code is free at the first or second try.
+        length = 2 if len(TWO) - in_use > len(TWO) // 2 else 3
+        while True:
+            code = "".join(secrets.choice(ALPHABET) for _ in range(length))
+            if code not in pending and not _taken(store, code):
+                return code
+
+
+def _taken(store: str, code: str) -> bool:
+    return db.session.scalar(_IS_OPEN, {"store": store, "code": code}) is not None
 
 
 @dataclass(frozen=True)
