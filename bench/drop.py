@@ -63,13 +63,13 @@ def one_run(tree: harness.Tree, args, work: Path) -> dict:
     db = work / "swagstore.sqlite"
     # Every visitor comes from this one machine: a booth's per-address hold caps would turn
     # away all but 4, so they are raised to the crowd (a tree without the caps ignores them).
-    crowd = str(args.visitors)
+    cap = str(args.visitors)
     env = harness.store_env(
         db,
         PURCHASE_MODE="reserved_checkout",
         STORE_ID="booth",
-        HOLDS_PER_CLIENT=crowd,
-        HOLDS_PER_CLIENT_PER_MINUTE=crowd,
+        HOLDS_PER_CLIENT=cap,
+        HOLDS_PER_CLIENT_PER_MINUTE=cap,
     )
     catalog = work / "catalog.toml"
     catalog.write_text(

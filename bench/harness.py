@@ -111,6 +111,9 @@ def store_env(db: Path, **config: str) -> dict[str, str]:
     """Return the environment a store server reads its config from (SWAGSTORE_*)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWAGSTORE_")}
     env["SWAGSTORE_SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{db}"
+    # The sandbox's own file beside it, never the tree's instance/sandbox.sqlite: events left
+    # there by `make dev` or another script would be delivered into the measured run.
+    env["SWAGSTORE_SANDBOX_DATABASE"] = str(db.with_name("sandbox.sqlite"))
     env["SWAGSTORE_SECRET_KEY"] = "bench-secret-key"
     env.update({"SWAGSTORE_" + k: v for k, v in config.items()})
     return env

@@ -78,7 +78,11 @@ def summary(name: str, times: list[float]) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/bench.sqlite"
-        config = {"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": uri}
+        config = {
+            "SECRET_KEY": "bench",
+            "SQLALCHEMY_DATABASE_URI": uri,
+            "SANDBOX_DATABASE": f"{tmp}/sandbox.sqlite",
+        }
         app = create_app({**config, "TESTING": True})
         with app.app_context():
             init_db()

@@ -85,6 +85,9 @@ def check(server: harness.Server, db: Path, sent: list[dict], stock: int) -> dic
         "units_left": "SELECT sum(on_hand) FROM stock",
     }
     figures = {name: harness.scalar(db, sql) for name, sql in q.items()}
+    # Anything recorded but not applied, by outcome and type: empty when all is well.
+    others = "SELECT outcome || ' ' || type, count(*) FROM stripe_event WHERE outcome != 'applied'"
+    figures["not_applied"] = dict(harness.rows(db, others + " GROUP BY 1"))
     n = len(sent)
     return {
         "sent": n,
