@@ -29,6 +29,7 @@ CURRENCIES = frozenset(
     ).split()
 )
 SKU_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+MAX_SKU = 64
 KNOWN_FIELDS = {
     "sku",
     "name",
@@ -116,8 +117,8 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
     sku = entry.get("sku")
     if not isinstance(sku, str) or not sku:
         bad("sku", "missing; every item needs a text SKU")
-    elif len(sku) > 64 or not set(sku) <= SKU_CHARS:
-        bad("sku", "use at most 64 letters, digits, '-', '_' or '.'")
+    elif not is_sku(sku):
+        bad("sku", f"use at most {MAX_SKU} letters, digits, '-', '_' or '.'")
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
         bad("name", "missing; every item needs a name")
@@ -170,6 +171,11 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
         attributes={k: str(v) for k, v in attributes.items()},
         group=group,
     )
+
+
+def is_sku(text: str) -> bool:
+    """Tell whether a text could be a catalog SKU (anything else names no item)."""
+    return 0 < len(text) <= MAX_SKU and set(text) <= SKU_CHARS
 
 
 def _whole(value: Any) -> bool:
