@@ -29,6 +29,11 @@ CURRENCIES = frozenset(
     ).split()
 )
 SKU_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+MAX_SKU = 64
+# The widths of the columns they are stored in (PostgreSQL refuses a longer text), and the
+# most units a restock on /admin may add (sales.MAX_QUANTITY).
+MAX_NAME, MAX_IMAGE, MAX_GROUP = 200, 500, 64
+MAX_STOCK = 1_000_000
 KNOWN_FIELDS = {
     "sku",
     "name",
@@ -74,6 +79,8 @@ def read(path: str) -> list[Item]:
         raise CatalogError([f"{path}: no such file"]) from None
     except tomllib.TOMLDecodeError as e:
         raise CatalogError([f"{path}: not valid TOML: {e}"]) from None
+    except UnicodeDecodeError as e:
+        raise CatalogError([f"{path}: not valid TOML: not UTF-8 text ({e.reason})"]) from None
     return parse(data)
 
 
@@ -87,11 +94,11 @@ def parse(data: dict[str, Any]) -> list[Item]:
     seen: set[str] = set()
     for n, entry in enumerate(entries, start=1):
         label = f"item {n}"
-        if isinstance(entry.get("sku"), str):
-            label = f"item {n} ({entry['sku']})"
         if not isinstance(entry, dict):
             problems.append(f"{label}: must be a table ([[item]])")
             continue
+        if isinstance(entry.get("sku"), str):
+            label = f"item {n} ({entry['sku']})"
         item = _parse_item(entry, label, problems)
         if item is None:
             continue
@@ -116,11 +123,13 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
     sku = entry.get("sku")
     if not isinstance(sku, str) or not sku:
         bad("sku", "missing; every item needs a text SKU")
-    elif len(sku) > 64 or not set(sku) <= SKU_CHARS:
-        bad("sku", "use at most 64 letters, digits, '-', '_' or '.'")
+    elif not is_sku(sku):
+        bad("sku", f"use at most {MAX_SKU} letters, digits, '-', '_' or '.'")
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
         bad("name", "missing; every item needs a name")
+    elif len(name.strip()) > MAX_NAME:
+        bad("name", f"use at most {MAX_NAME} characters, not {len(name.strip())}")
     price = entry.get("price")
     if price is None:
         bad("price", "missing; give the price in minor units (cents), e.g. 2500")
@@ -143,12 +152,16 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
         bad("stock", "missing; give the number of units brought to the booth")
     elif not isinstance(stock, int) or isinstance(stock, bool) or stock < 0:
         bad("stock", f"must be a whole number >= 0, not {stock!r}")
+    elif stock > MAX_STOCK:
+        bad("stock", f"must be at most {MAX_STOCK:,} units, not {stock:,}")
     description = entry.get("description", "")
     if not isinstance(description, str):
         bad("description", "must be text")
     image = entry.get("image")
     if image is not None and not isinstance(image, str):
         bad("image", "must be a path or URL")
+    elif image is not None and len(image) > MAX_IMAGE:
+        bad("image", f"use at most {MAX_IMAGE} characters, not {len(image)}")
     attributes = entry.get("attributes", {})
     if not isinstance(attributes, dict) or not all(
         isinstance(v, str | int | float) for v in attributes.values()
@@ -157,6 +170,8 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
     group = entry.get("group")
     if group is not None and (not isinstance(group, str) or not group):
         bad("group", "must be text")
+    elif group is not None and len(group) > MAX_GROUP:
+        bad("group", f"use at most {MAX_GROUP} characters, not {len(group)}")
     if len(problems) > start:
         return None
     return Item(
@@ -170,6 +185,11 @@ def _parse_item(entry: dict[str, Any], label: str, problems: list[str]) -> Item 
         attributes={k: str(v) for k, v in attributes.items()},
         group=group,
     )
+
+
+def is_sku(text: str) -> bool:
+    """Tell whether a text could be a catalog SKU (anything else names no item)."""
+    return 0 < len(text) <= MAX_SKU and set(text) <= SKU_CHARS
 
 
 def _whole(value: Any) -> bool:

@@ -390,6 +390,21 @@ def test_tasks_page_shows_the_last_error_and_retries(app, client):
     assert flashes(client.get("/admin/tasks").text) == ["There is no task 999."]
 
 
+@pytest.mark.parametrize(
+    "path", ["/admin/sales/{}/hand-over", "/admin/sales/{}/refund", "/admin/tasks/{}/retry"]
+)
+def test_an_id_beyond_the_databases_integers_is_404_not_500(app, client, path):
+    make_product(app, "tee-m", stock=5)
+    card_sale(app)
+    failed_task(app)
+    token = log_in(client)
+    before = snapshot(app)
+    for huge in (2**31, 2**63, 10**30):
+        response = client.post(path.format(huge), data={"csrf_token": token})
+        assert response.status_code == 404, huge
+    assert snapshot(app) == before
+
+
 def test_report_page_draws_charts_and_csv_matches_the_cli(app, client, runner, tmp_path):
     make_product(app, "tee-m", stock=5)
     make_product(app, "mug", stock=5, price=1800)

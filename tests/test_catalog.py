@@ -123,6 +123,15 @@ BAD = [
     ),
     ("[[item]\nsku=", "not valid TOML"),
     ("title = 'nothing'", "the catalog has no [[item]] entries"),
+    # An entry that is not a table is named, never a traceback.
+    ("item = [5, 'x']", "item 1: must be a table ([[item]])"),
+    ("item = [{ sku = 'a' }, 5]", "item 2: must be a table ([[item]])"),
+    # Nothing the database columns cannot hold, and no stock beyond any booth.
+    (GOOD.replace("stock = 5", "stock = 9223372036854775807"), "stock: must be at most"),
+    (GOOD.replace("stock = 5", "stock = 1000001"), "stock: must be at most 1,000,000 units"),
+    (GOOD.replace('name = "Mug"', f'name = "{"M" * 201}"'), "name: use at most 200 characters"),
+    (GOOD.replace('group = "tee"', f'group = "{"g" * 65}"'), "group: use at most 64"),
+    (GOOD.replace('name = "Mug"', f'name = "Mug"\nimage = "{"i" * 501}"'), "image: use at most"),
 ]
 
 
@@ -155,6 +164,15 @@ def test_a_price_at_stripes_minimum_is_accepted(price, currency):
     text = GOOD.replace("price = 1800", f"price = {price}").replace('"EUR"', f'"{currency}"')
     items = catalog.parse(__import__("tomllib").loads(text))
     assert (items[1].price, items[1].currency) == (price, currency)
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(app, runner, tmp_path):
+    path = tmp_path / "catalog.toml"
+    path.write_bytes(b"\xff\xfe[[item]]\n")
+    result = runner.invoke(args=["load-catalog", str(path)])
+    assert result.exit_code != 0
+    assert "not valid TOML: not UTF-8 text" in result.output
+    assert "nothing changed" in result.output and "Traceback" not in result.output
 
 
 def test_missing_file_is_a_clear_error(runner, tmp_path):

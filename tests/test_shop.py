@@ -100,6 +100,26 @@ def test_api_intents_refuses_a_malformed_body(app, shop_app, kwargs):
     assert stock_of(app) == (1, 0)
 
 
+def test_api_intents_refuses_json_nested_past_the_parser_with_400(app, shop_app):
+    make_product(app, stock=1)
+    client = shop_app("payment_intent").test_client()
+    body = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/intents", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "bad_request"
+    assert stock_of(app) == (1, 0)
+
+
+@pytest.mark.parametrize("sku", [r"\ud800", r"tee-m\u0000", "a b", "x" * 10_000, "../tee-m"])
+def test_api_intents_answers_404_for_what_cannot_be_a_sku(app, shop_app, sku):
+    make_product(app, stock=1)
+    client = shop_app("payment_intent").test_client()
+    body = '{"sku": "' + sku + '"}'  # JSON escapes as written: a lone surrogate, a NUL
+    response = client.post("/api/intents", data=body, content_type="application/json")
+    assert (response.status_code, response.get_json()["error"]) == (404, "not_found")
+    assert stock_of(app) == (1, 0) and holds_of(app) == []
+
+
 def test_unknown_item_is_404(app, shop_app):
     make_product(app, stock=1)
     assert shop_app("reserved_checkout").test_client().get("/buy/nope").status_code == 404

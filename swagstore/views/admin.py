@@ -35,6 +35,9 @@ BACK = {
     "admin.retry": "admin.tasks",
     "admin.hand_over": "admin.handover",
 }
+# A row id in a URL: the database's integer (PostgreSQL's is 32-bit); a larger number is
+# 404 here rather than an overflow in the driver (a 500).
+ROW_ID = "int(max=2147483647)"
 
 
 @bp.before_request
@@ -163,7 +166,7 @@ def handover() -> str:
     )
 
 
-@bp.post("/sales/<int:sale_id>/hand-over")
+@bp.post(f"/sales/<{ROW_ID}:sale_id>/hand-over")
 def hand_over(sale_id: int) -> BaseResponse:
     """Record that a paid card sale was handed over (once)."""
     done = sales.hand_over(sale_id, _store(), actor=session["actor"])
@@ -188,7 +191,7 @@ def sales_page() -> str:
     )
 
 
-@bp.post("/sales/<int:sale_id>/refund")
+@bp.post(f"/sales/<{ROW_ID}:sale_id>/refund")
 def refund(sale_id: int) -> BaseResponse:
     """Queue a refund of a card sale, returning its units to stock if asked."""
     restock = request.form.get("restock") == "yes"
@@ -235,7 +238,7 @@ def tasks() -> str:
     )
 
 
-@bp.post("/tasks/<int:task_id>/retry")
+@bp.post(f"/tasks/<{ROW_ID}:task_id>/retry")
 def retry(task_id: int) -> BaseResponse:
     """Make a pending or failed task due now."""
     backoffice.retry(task_id)

@@ -21,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from .. import hold_checkout, holds, offer, security
+from .. import catalog, hold_checkout, holds, offer, security
 from ..errors import wants_json
 from ..models import writes
 
@@ -66,10 +66,16 @@ def pay(sku: str) -> Any:
 def create_intent() -> Any:
     """Hold a unit and answer a PaymentIntent's client secret as JSON (409 when sold out)."""
     config = _mode("payment_intent")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a body we sent
+        body = None
     sku = body.get("sku") if isinstance(body, dict) else None
     if not isinstance(sku, str) or not sku:
         return {"error": "bad_request", "message": 'send JSON {"sku": "..."}'}, 400
+    if not catalog.is_sku(sku):
+        # No item has it; JSON can carry text (a lone surrogate) the database cannot store.
+        raise holds.UnknownItem(sku)
     result = hold_checkout.open_intent(
         sku, config["STORE_ID"], _token(sku), hold_seconds=config["HOLD_SECONDS"], share=_share()
     )
