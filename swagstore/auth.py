@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, text
 
 from .models import LoginFailure, StaffSession, db, utcnow
+from .text import one_line
 
 MAX_FAILURES = 5
 WINDOW = timedelta(minutes=5)
@@ -120,5 +121,5 @@ def _proof(token: str, password: str) -> str:
 
 def actor(name: str | None) -> str:
     """Return the label stock events and sales record for a logged-in staff member."""
-    name = " ".join((name or "").split())[:MAX_NAME]
+    name = one_line(name, MAX_NAME)
     return f"staff:{name}" if name else "staff"

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from . import inventory, offer, sales
 from .models import PaymentLink, Stock, StockEvent, StripeEvent, Task, db, utcnow
 from .sales import Refused
+from .text import one_line
 
 MAX_REASON = 200
 
@@ -68,7 +69,7 @@ def restock(sku: str, store: str, quantity: int, *, actor: str) -> inventory.Lev
 
 def count(sku: str, store: str, counted: int, reason: str, *, actor: str) -> inventory.Level:
     """Set an item's on-hand units to a stock-take count, with the staff's reason, committed."""
-    reason = " ".join(reason.split())[:MAX_REASON]
+    reason = one_line(reason, MAX_REASON)
     if not reason:
         raise Refused("Counted stock: say why the count differs (e.g. 'stock-take', 'damaged').")
     level = inventory.adjust(sku, store, counted, ref=reason, actor=actor)

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 
 from . import inventory, offer, tasks
 from .models import CardPayment, Product, Sale, Stock, db, utcnow
+from .text import one_line
 
 KINDS = ("card", "cash", "giveaway")
 STATUSES = ("pending", "fulfilled", "voided", "refund_pending", "refunded", "failed")
@@ -92,7 +93,7 @@ def sell(
         status="fulfilled",
         captured=True,
         actor=actor,
-        note=(note or "").strip()[:500] or None,
+        note=one_line(note, 500) or None,
         # Recorded as it crosses the table: nothing is left to hand over.
         handed_over_at=utcnow(),
         handed_over_by=actor,

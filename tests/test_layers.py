@@ -109,6 +109,7 @@ LAYERS = [
         "swagstore.amounts",
         "swagstore.lan",
         "swagstore.event_schema",
+        "swagstore.text",
     },
     {
         "swagstore.payments",
