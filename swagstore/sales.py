@@ -320,7 +320,11 @@ def _iso(when: datetime | None, tz: tzinfo | None) -> str:
 
 def write_csv(rows: list[dict[str, str | int]], out: IO[str]) -> None:
     """Write report rows as CSV with a header line."""
-    writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    # Text quoted always: a spreadsheet set to split on ";" would otherwise start a new cell
+    # (a formula, perhaps) in the middle of a note such as "x;=1+1".
+    writer = csv.DictWriter(
+        out, fieldnames=REPORT_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC
+    )
     writer.writeheader()
     writer.writerows({k: _inert(v) for k, v in row.items()} for row in rows)
 

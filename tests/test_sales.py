@@ -279,6 +279,19 @@ def test_csv_cells_cannot_smuggle_spreadsheet_formulas(app):
     assert row["amount"] == "2500"
 
 
+def test_csv_text_stays_in_its_cell_where_a_spreadsheet_splits_on_semicolons(app):
+    make_product(app, "tee-m", stock=5)
+    with app.app_context():
+        sales.sell("tee-m", STORE, "cash", 1, actor="staff", note="x;=1+1")
+        out = io.StringIO()
+        sales.write_csv(sales.report_rows(STORE), out)
+    line = out.getvalue().splitlines()[1]
+    # Quoted, a spreadsheet that splits on ";" as well as "," keeps the note one cell.
+    assert ',"x;=1+1",' in line
+    assert ',"Item tee-m",1,2500,"usd",' in line  # numbers stay numbers
+    assert next(csv.DictReader(io.StringIO(out.getvalue())))["note"] == "x;=1+1"
+
+
 def test_variants_are_labelled_by_what_sets_them_apart(app):
     navy = {"colour": "Navy"}
     with app.app_context():
