@@ -17,7 +17,7 @@ OUTSIDE = re.compile(
 
 
 def test_tests_and_tools_name_no_path_outside_the_repository():
-    """Mutation tried: FIXTURES back to /work/shared/stripe/fixtures3.json fails this test."""
+    """Mutation tried: FIXTURES pointed back at Stripe's originals beside the checkout fails."""
     files = [ROOT / "Makefile", *(ROOT / ".ci").rglob("*")]
     for folder in ("tests", "bench"):
         files += (ROOT / folder).rglob("*.py")
