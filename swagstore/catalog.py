@@ -29,11 +29,11 @@ CURRENCIES = frozenset(
     ).split()
 )
 SKU_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-MAX_SKU = 64
-# The widths of the columns they are stored in (PostgreSQL refuses a longer text), and the
-# most units a restock on /admin may add (sales.MAX_QUANTITY).
-MAX_NAME, MAX_IMAGE, MAX_GROUP = 200, 500, 64
-MAX_STOCK = 1_000_000
+# The widths of the columns they are stored in: PostgreSQL refuses a longer text.
+MAX_SKU, MAX_NAME, MAX_IMAGE, MAX_GROUP = (
+    Product.__table__.c[column].type.length for column in ("sku", "name", "image", "group")
+)
+MAX_STOCK = inventory.MAX_UNITS
 KNOWN_FIELDS = {
     "sku",
     "name",

@@ -106,11 +106,11 @@ def _apply_uncommitted(event: dict[str, Any]) -> Result:
         # concurrent twin fails that insert on the primary key and rolls back whole.
         if db.session.connection().scalar(_SEEN, {"event_id": event["id"]}) is not None:
             return Result("duplicate")
-        dated = _paid_at.set(paid_at(event))
+        dated = _sale_time.set(_late_event_time(event))
         try:
             effect = handler(event["data"]["object"])
         finally:
-            _paid_at.reset(dated)
+            _sale_time.reset(dated)
         db.session.connection().execute(
             _RECORD,
             {
@@ -310,19 +310,20 @@ def _fulfil(session: dict[str, Any], sale: Sale, manual: bool) -> Effect:
 
 # A sale's time, set around the handler rather than passed through every handler's
 # signature: only the two places that make a card sale read it.
-_paid_at: ContextVar[datetime | None] = ContextVar("paid_at", default=None)
+_sale_time: ContextVar[datetime | None] = ContextVar("sale_time", default=None)
 LATE = timedelta(minutes=1)
 
 
-def paid_at(event: dict[str, Any]) -> datetime | None:
+def _late_event_time(event: dict[str, Any]) -> datetime | None:
     """Return when a late event happened on Stripe, or None to date its sale now.
 
     After an outage, polling brings sales in minutes or hours late; dated on arrival they
     would land in the wrong hour of the report. An event on time is dated on arrival: its
-    `created` is whole seconds of Stripe's clock, not the laptop's.
+    `created` is whole seconds of Stripe's clock, not the laptop's. (event_schema has made
+    sure `created` is a whole number; reconcile's events carry none.)
     """
     created = event.get("created")
-    if not isinstance(created, int) or isinstance(created, bool):
+    if created is None:
         return None
     happened = datetime.fromtimestamp(created, UTC)
     return happened if happened < utcnow() - LATE else None
@@ -345,7 +346,7 @@ def _new_sale(session: dict[str, Any], status: str, note: str | None = None) -> 
         checkout_session_id=session["id"],
         payment_intent_id=_id_of(session.get("payment_intent")),
         note=note,
-        created_at=_paid_at.get() or utcnow(),
+        created_at=_sale_time.get() or utcnow(),
     )
     # Not flushed: its one INSERT goes at commit, with the status the handler settles on.
     db.session.add(sale)
@@ -388,7 +389,7 @@ def _intent_authorized(intent: dict[str, Any]) -> Effect:
         kind="card",
         status="pending",
         payment_intent_id=intent["id"],
-        created_at=_paid_at.get() or utcnow(),
+        created_at=_sale_time.get() or utcnow(),
     )
     db.session.add(sale)
     db.session.flush()

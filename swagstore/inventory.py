@@ -23,6 +23,9 @@ from .models import Stock, StockEvent, db
 
 # Any fixed number: with the store, the key of the PostgreSQL advisory lock in _change.
 STOCK_LOG_LOCK = 5_411
+# The most units one item's stock holds, or one change (a restock, a cash sale) moves: far
+# above a booth, and far below any integer column's limit.
+MAX_UNITS = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ REPORT_COLUMNS = (
     "pickup_code",
     "handed_over_at",
 )
-MAX_QUANTITY = 1_000_000
+MAX_QUANTITY = inventory.MAX_UNITS
 
 
 class Refused(Exception):
