@@ -166,10 +166,9 @@ def open_intent(
 def sold_out(sku: str, store: str) -> SoldOut:
     """Describe a sold-out item with the other items still in stock."""
     with read_only():
-        product = db.session.get(Product, sku)
-        name = product.name if product else sku  # read now: the rollback expires it
-        others = offer.in_stock(store, except_sku=sku)
-    return SoldOut(sku, name, others)
+        labels = offer.item_labels(store)
+        others = offer.in_stock(store, except_sku=sku, labels=labels)
+    return SoldOut(sku, labels.get(sku, sku), others)
 
 
 def end_on_stripe(hold_id: int, key: str) -> str:

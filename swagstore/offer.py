@@ -146,10 +146,14 @@ _IN_STOCK = (
 )
 
 
-def in_stock(store: str, except_sku: str) -> list[Offer]:
-    """List the items a store still has available, in catalog order, but one."""
+def in_stock(store: str, except_sku: str, labels: dict[str, str]) -> list[Offer]:
+    """List the items a store still has available, in catalog order, but one, named by
+    their labels (`item_labels`): three sizes of one tee must not read alike."""
     rows = db.session.execute(_IN_STOCK, {"store": store, "except_sku": except_sku})
-    return [Offer(*row) for row in rows]
+    return [
+        Offer(sku, labels.get(sku, name), price, currency, available)
+        for sku, name, price, currency, available in rows
+    ]
 
 
 def last_event_id() -> int:

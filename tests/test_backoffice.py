@@ -172,7 +172,7 @@ def test_off_sale_switches_the_link_off_stops_holds_and_back_on(app):
         )
         # Nothing to hold, nothing suggested on a sold-out page: it is not on offer.
         assert holds.start_hold("tee-m", STORE, 300) is None
-        assert [o.sku for o in offer.in_stock(STORE, except_sku="x")] == ["mug"]
+        assert [o.sku for o in offer.in_stock(STORE, except_sku="x", labels={})] == ["mug"]
         db.session.rollback()
         with pytest.raises(Refused, match="tee-m is already off sale"):
             backoffice.set_on_sale("tee-m", STORE, False, actor="staff:ada")

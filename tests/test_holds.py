@@ -218,6 +218,23 @@ def test_sold_out_lists_other_items_in_stock(app):
         assert [item.sku for item in result.others] == ["mug"]
 
 
+def test_a_sold_out_variant_and_the_others_are_named_by_their_labels(app):
+    # Three sizes of one tee must not read alike on a visitor's phone.
+    for sku, size, stock in (("tee-s", "S", 2), ("tee-m", "M", 0), ("tee-l", "L", 1)):
+        make_product(
+            app, sku, stock=stock, name="Logo T-shirt", group="tee", attributes={"size": size}
+        )
+    make_product(app, "mug", stock=1, name="Enamel mug")
+    with app.app_context():
+        result = hold_checkout.sold_out("tee-m", STORE)
+    assert result.name == "Logo T-shirt, M"
+    assert {item.sku: item.name for item in result.others} == {
+        "tee-s": "Logo T-shirt, S",
+        "tee-l": "Logo T-shirt, L",
+        "mug": "Enamel mug",
+    }
+
+
 def test_a_held_unit_is_never_missing_when_a_hold_ends(app):
     make_product(app, stock=1)
     with app.app_context():
